@@ -1,0 +1,136 @@
+"""The public edge: turn what a Python user or the CLI passes into one `Case`."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from doctor import data as data_mod
+from doctor.errors import InputError
+from doctor.models import MLPSpec
+from doctor.prepare import resolve_device
+from doctor.recipe import Recipe
+from doctor.recipe import UserModel
+from doctor.recipe import default_budget
+
+
+@dataclass
+class Case:
+    """One problem: the table, its split, the recipe as given and the device."""
+
+    table: data_mod.Table
+    split: data_mod.Split
+    recipe: Recipe
+    device: str
+
+
+def configure_torch() -> None:
+    """One thread per process (torch's default threads spin-wait on a busy 2-core box, 15-80×
+    slower), and flush subnormal floats (Adam states of dead units decay into them, 3× slower)."""
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+
+
+def to_table(data: Any, *, y: Any = None, target: str | None = None, task: str | None = None) -> data_mod.Table:
+    if isinstance(data, (str, Path)):
+        return data_mod.read_csv(data, target=target, task=task)
+    if isinstance(data, pd.DataFrame) and y is None:
+        return data_mod.from_frame(data, target=target, task=task)
+    if isinstance(data, tuple) and len(data) == 2 and y is None:
+        data, y = data
+    if isinstance(data, torch.utils.data.DataLoader):
+        xs, ys = zip(*[(b[0], b[1]) for b in data])
+        data, y = torch.cat(xs).flatten(1), torch.cat(ys)
+    if y is None:
+        raise InputError("pass the labels: data=(X, y), y=..., or a DataFrame with a target column")
+    if hasattr(data, "dim") and data.dim() > 2:
+        data = data.flatten(1)
+    return data_mod.from_arrays(data, y, task=task)
+
+
+def to_model(model: Any) -> Any:
+    if model is None:
+        return MLPSpec()
+    if isinstance(model, (MLPSpec, UserModel)):
+        return model
+    if isinstance(model, str):
+        return UserModel(str(Path(model.rsplit(":", 1)[0]).resolve()) + ":" + model.rsplit(":", 1)[1]
+                         if ":" in model else model)
+    if isinstance(model, nn.Module):
+        template = copy.deepcopy(model)
+        return _ModuleCopy(template)
+    if callable(model):
+        return model
+    raise InputError(f"model must be None, an nn.Module, a factory or 'FILE.py:FUNC', got "
+                     f"{type(model).__name__}")
+
+
+class _ModuleCopy:
+    """A factory that hands out fresh copies of a user's module instance (never the original)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.__qualname__ = type(module).__name__
+
+    def __call__(self, n_features: int, n_outputs: int) -> nn.Module:
+        return copy.deepcopy(self.module)
+
+
+def make_case(model: Any, data: Any, *, y: Any = None, target: str | None = None,
+              task: str | None = None, optimizer: str = "adam", lr: float = 1e-3,
+              epochs: int | None = None, batch_size: int | None = None, seed: int = 0,
+              device: str = "auto") -> Case:
+    configure_torch()
+    table = to_table(data, y=y, target=target, task=task)
+    split = data_mod.split(table, seed=seed)
+    d_epochs, d_batch = default_budget(len(split.train))
+    # With no --epochs the budget is the doctor's choice, and so is stopping early: patience
+    # 10 epochs with the best weights restored. A budget the user gives is trained as given.
+    recipe = Recipe(model=to_model(model), optimizer=optimizer, lr=float(lr),
+                    epochs=int(epochs or d_epochs), batch_size=int(batch_size or d_batch),
+                    seed=int(seed), early_stopping=None if epochs else 10)
+    dev = check_device(device)
+    return Case(table, split, recipe, dev)
+
+
+def check_device(device: str) -> str:
+    if device not in ("auto", "cpu", "mps") and not device.startswith("cuda"):
+        raise InputError(f"--device must be auto, cpu, cuda, cuda:N or mps, got '{device}'")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: no CUDA GPU is available here; use --device cpu or auto")
+    if device.startswith("cuda:"):
+        try:
+            idx = int(device.split(":", 1)[1])
+        except ValueError:
+            raise InputError(f"--device {device}: expected cuda:N with a number N") from None
+        if idx >= torch.cuda.device_count():
+            raise InputError(f"--device {device}: there are only {torch.cuda.device_count()} GPU(s)")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InputError("--device mps: Apple's MPS is not available here; use --device cpu")
+    return str(resolve_device(device))
+
+
+def with_seed(recipe: Recipe, seed: int) -> Recipe:
+    return replace(recipe, seed=seed)
+
+
+def predict_arrays(model: nn.Module, X: np.ndarray, task: str, *, y_mean: float = 0.0,
+                   y_std: float = 1.0, temperature: float = 1.0, device: str = "cpu"):
+    """(predictions as class indices or values, probabilities or None) for preprocessed rows."""
+    model.eval()
+    with torch.no_grad():
+        xt = torch.as_tensor(X, dtype=torch.float32, device=device)
+        out = torch.cat([model(xt[i:i + 8192]) for i in range(0, len(xt), 8192)]) if len(xt) else \
+            model(xt)
+    out = out.float().cpu()
+    if task == "classification":
+        proba = torch.softmax(torch.nan_to_num(out) / temperature, 1).numpy()
+        return proba.argmax(1), proba
+    return out.reshape(-1).numpy() * y_std + y_mean, None

@@ -1,0 +1,99 @@
+"""The model bundle `doctor predict` uses: weights, how to rebuild the network, preprocessing.
+
+`model.pt` holds only a state dict and is loaded with `torch.load(..., weights_only=True)`;
+everything else (recipe, preprocessing state, columns, classes, versions) is JSON. Nothing is
+unpickled. A user's own network is rebuilt by importing their `FILE.py:FUNC` again.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from doctor.api import predict_arrays
+from doctor.errors import InputError
+from doctor.preprocess import Preprocessor
+from doctor.recipe import Recipe
+
+FORMAT = "doctor-bundle/1"
+
+
+@dataclass
+class Bundle:
+    model: nn.Module
+    recipe: Recipe
+    pre: Preprocessor
+    task: str
+    target: str
+    classes: list | None
+    y_mean: float = 0.0
+    y_std: float = 1.0
+    temperature: float = 1.0
+
+    def save(self, out: Path, *, extra: dict[str, Any] | None = None) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, out / "model.pt")
+        meta = {"format": FORMAT, "recipe": self.recipe.as_dict(), "preprocessor": self.pre.to_dict(),
+                "task": self.task, "target": self.target,
+                "classes": None if self.classes is None else [_plain(c) for c in self.classes],
+                "n_features": len(self.pre.feature_names_out_),
+                "n_outputs": len(self.classes) if self.classes else 1,
+                "y_mean": self.y_mean, "y_std": self.y_std, "temperature": self.temperature,
+                **(extra or {})}
+        (out / "bundle.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, out: str | Path) -> Bundle:
+        out = Path(out)
+        meta_path, weights = out / "bundle.json", out / "model.pt"
+        if not out.is_dir() or not meta_path.exists() or not weights.exists():
+            raise InputError(f"{out}: not a doctor bundle (no bundle.json and model.pt); pass the "
+                             "--out folder of a finished `doctor fit`")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except ValueError:
+            raise InputError(f"{meta_path}: damaged bundle metadata; run `doctor fit` again") from None
+        if meta.get("format") != FORMAT:
+            raise InputError(f"{meta_path}: unknown bundle format {meta.get('format')!r}")
+        recipe = Recipe.from_dict(meta["recipe"])
+        net = recipe.build(meta["n_features"], meta["n_outputs"])
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            net.load_state_dict(state)
+        except Exception as e:
+            raise InputError(f"{weights}: cannot load the weights ({type(e).__name__}); the bundle "
+                             "is damaged or the model file changed since `doctor fit`") from None
+        return cls(net, recipe, Preprocessor.from_dict(meta["preprocessor"]), meta["task"],
+                   meta["target"], meta["classes"], meta["y_mean"], meta["y_std"],
+                   meta.get("temperature", 1.0))
+
+    def predict_frame(self, df: pd.DataFrame) -> pd.DataFrame:
+        """A frame with `prediction` (original labels) and one `proba_<class>` per class."""
+        df = df.drop(columns=[self.target], errors="ignore")
+        expected = self.pre.numeric_ + self.pre.categorical_
+        missing = [c for c in expected if c not in df.columns]
+        extra = [c for c in df.columns if c not in expected]
+        if missing:
+            more = f"; unexpected columns: {', '.join(map(repr, extra[:5]))}" if extra else ""
+            raise InputError(f"the CSV lacks column(s) the model was trained on: "
+                             f"{', '.join(map(repr, missing[:5]))}{', …' if len(missing) > 5 else ''}"
+                             f"{more}; add them")
+        X = self.pre.transform(df[expected])
+        pred, proba = predict_arrays(self.model, X, self.task, y_mean=self.y_mean, y_std=self.y_std,
+                                     temperature=self.temperature)
+        if self.task == "classification":
+            out = pd.DataFrame({"prediction": [self.classes[i] for i in pred]})
+            for j, c in enumerate(self.classes):
+                out[f"proba_{c}"] = proba[:, j]
+            return out
+        return pd.DataFrame({"prediction": pred})
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v

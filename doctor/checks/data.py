@@ -1,0 +1,1104 @@
+"""Data checks: ten detectors that read a `DataProfile` of the raw table.
+
+The profile is computed once per table (`profile_data`), on the raw features before the
+doctor's own preprocessing, and only from the training rows wherever a model is fitted (the
+reference score, the out-of-fold probabilities behind label noise, the single-feature scores
+behind leakage, the learning curve). Column statistics (missing cells, scales, outliers,
+constant columns, duplicates, class counts) describe the file as the user has it and use every
+row; no model is fitted on them, so nothing is tuned on held-out rows.
+
+Every threshold is a dataclass field of its check with the reason it has that value;
+`docs/thresholds.md` ("Data checks") explains them at more length. A healthy table must give
+no symptom: each check demands a clear, measured departure before it speaks.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from doctor.checks._base import Check
+from doctor.checks._base import DataProfile
+from doctor.checks._base import Evidence
+from doctor.checks._base import Symptom
+from doctor.data import Split
+from doctor.data import Table
+
+#: The reference model is cross-validated on at most this many training rows: enough for a
+#: stable score (fold-to-fold spread well under 0.01 at this size) at a bounded cost.
+MAX_REFERENCE_ROWS = 20_000
+#: Single-feature scores (target leakage) use at most this many training rows: a give-away
+#: feature scores near 1 on any few thousand rows, and there is one fit per feature and fold.
+MAX_SINGLE_FEATURE_ROWS = 5_000
+N_FOLDS = 5
+CURVE_FRACTIONS = (0.25, 0.5, 1.0)
+#: Most row numbers, columns or classes listed in one symptom's evidence.
+MAX_LISTED = 50
+MISSING_TOKEN = "(missing)"
+
+
+# ============================================================================ small helpers
+def _is_file(table: Table) -> bool:
+    return table.source not in ("data", "arrays") and Path(table.source).suffix != ""
+
+
+def _where(table: Table, positions: np.ndarray | list[int], cap: int = MAX_LISTED) -> dict[str, Any]:
+    """Row references a person can look up: 0-based table rows, and CSV lines for a file."""
+    pos = [int(p) for p in list(positions)[:cap]]
+    out: dict[str, Any] = {"rows": pos}
+    if _is_file(table):
+        out["csv_lines"] = [p + 2 for p in pos]  # +2: the header line, and lines count from 1
+    return out
+
+
+def _lines_phrase(table: Table, positions: list[int], k: int = 5) -> str:
+    pos = [int(p) for p in positions[:k]]
+    if _is_file(table):
+        s = "CSV lines " + ", ".join(str(p + 2) for p in pos)
+    else:
+        s = "rows " + ", ".join(str(p) for p in pos)
+    return s + (", …" if len(positions) > k else "")
+
+
+def _names(cols: list[str], k: int = 4) -> str:
+    shown = ", ".join(f"'{c}'" for c in cols[:k])
+    return shown + (f" and {len(cols) - k} more" if len(cols) > k else "")
+
+
+def _r(x: float, nd: int = 4) -> float | None:
+    """A JSON-safe rounded float."""
+    x = float(x)
+    return round(x, nd) if math.isfinite(x) else None
+
+
+def _chance(table: Table) -> float:
+    return 1.0 / len(table.classes) if table.task == "classification" else 0.0
+
+
+def _normalise(score: float, table: Table) -> float:
+    """Balanced accuracy rescaled so that chance = 0 and perfect = 1; R² is already so."""
+    c = _chance(table)
+    return (score - c) / (1.0 - c)
+
+
+def _subsample(idx: np.ndarray, y: np.ndarray | None, n: int, seed: int) -> np.ndarray:
+    """At most n of idx, stratified by y when given (falls back to a plain draw)."""
+    if len(idx) <= n:
+        return np.asarray(idx)
+    rng = np.random.default_rng(seed)
+    if y is None:
+        return np.sort(rng.choice(idx, n, replace=False))
+    from sklearn.model_selection import train_test_split
+    try:
+        keep, _ = train_test_split(idx, train_size=n, random_state=seed, stratify=y)
+    except ValueError:
+        keep = rng.choice(idx, n, replace=False)
+    return np.sort(keep)
+
+
+def _folds(y: np.ndarray, task: str, seed: int, n_splits: int = N_FOLDS) -> list:
+    from sklearn.model_selection import KFold
+    from sklearn.model_selection import StratifiedKFold
+    n_splits = max(2, min(n_splits, len(y) // 2))
+    if task == "classification":
+        cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return list(cv.split(np.zeros(len(y)), y))
+    return list(KFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.zeros(len(y))))
+
+
+def _model_frame(table: Table, rows: np.ndarray) -> pd.DataFrame:
+    """Numeric columns as float, categorical ones as strings with missing as its own token."""
+    X = table.X.iloc[rows]
+    out = {}
+    for c in table.numeric:
+        out[c] = pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=np.float64)
+    for c in table.categorical:
+        v = X[c].to_numpy(dtype=object)
+        miss = pd.isna(v)
+        s = np.array([str(x) for x in v], dtype=object)
+        s[miss] = MISSING_TOKEN
+        out[c] = s
+    return pd.DataFrame(out, columns=list(table.numeric) + list(table.categorical))
+
+
+def _leaf_size(n_fit: int) -> int:
+    """HistGradientBoosting's smallest leaf: its default 20 from 1,000 fitted rows down, then
+    n/50 (at least 2), so that a small fit (a learning-curve point, a 100-row table) can split
+    at all instead of predicting the prior."""
+    return int(np.clip(n_fit // 50, 2, 20))
+
+
+def _make_model(name: str, task: str, num: list[str], cat: list[str], seed: int,
+                n_fit: int = 10_000) -> Any:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+    from sklearn.preprocessing import OrdinalEncoder
+    from sklearn.preprocessing import StandardScaler
+
+    clf = task == "classification"
+    if name == "linear":
+        parts = []
+        if num:
+            parts.append(("num", Pipeline([
+                ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                ("scale", StandardScaler())]), num))
+        if cat:
+            parts.append(("cat", OneHotEncoder(handle_unknown="infrequent_if_exist",
+                                               max_categories=100), cat))
+        est = LogisticRegression(max_iter=2000) if clf else Ridge(alpha=1.0)
+        return Pipeline([("prep", ColumnTransformer(parts)), ("model", est)])
+    parts = []
+    if num:
+        parts.append(("num", "passthrough", num))
+    if cat:
+        parts.append(("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
+                                            encoded_missing_value=np.nan, max_categories=250), cat))
+    mask = [False] * len(num) + [True] * len(cat)
+    kw = dict(categorical_features=mask if cat else None, random_state=seed,
+              min_samples_leaf=_leaf_size(n_fit))
+    est = HistGradientBoostingClassifier(**kw) if clf else HistGradientBoostingRegressor(**kw)
+    return Pipeline([("prep", ColumnTransformer(parts)), ("model", est)])
+
+
+def _model_label(name: str, task: str) -> str:
+    if name == "linear":
+        return "logistic_regression" if task == "classification" else "ridge"
+    return "hist_gradient_boosting"
+
+
+def _fit_predict(name: str, table: Table, seed: int, Xtr: pd.DataFrame, ytr: np.ndarray,
+                 Xte: pd.DataFrame) -> np.ndarray:
+    """Class probabilities (columns = all class indices) or regression predictions."""
+    # Numeric columns with no value among the fitted rows carry nothing (and break binning).
+    num = [c for c in table.numeric if np.isfinite(Xtr[c].to_numpy()).any()]
+    cat = list(table.categorical)
+    if table.task == "classification":
+        k = len(table.classes)
+        present = np.unique(ytr)
+        if len(present) < 2 or not (num or cat):
+            out = np.zeros((len(Xte), k))
+            out[:, present] = np.bincount(ytr, minlength=k)[present] / len(ytr)
+            return out
+        model = _make_model(name, table.task, num, cat, seed, len(Xtr))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(Xtr, ytr)
+            p = model.predict_proba(Xte)
+        out = np.zeros((len(Xte), k))
+        out[:, model.classes_.astype(int)] = p
+        return out
+    if not (num or cat):
+        return np.full(len(Xte), float(np.mean(ytr)))
+    model = _make_model(name, table.task, num, cat, seed, len(Xtr))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(Xtr, ytr)
+        return model.predict(Xte)
+
+
+def _score(y: np.ndarray, out: np.ndarray, task: str) -> float:
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.metrics import r2_score
+    if task == "classification":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(balanced_accuracy_score(y, out.argmax(1)))
+    if len(y) < 2 or not np.isfinite(out).all():
+        return float("nan")
+    return float(r2_score(y, out))
+
+
+# ============================================================================ reference score
+def reference_score(table: Table, split: Split, *, seed: int = 0) -> dict:
+    """Cross-validated score of a well-configured classical model on the training rows.
+
+    Classification: the better (balanced accuracy) of median imputation + scaling + one-hot →
+    LogisticRegression and HistGradientBoostingClassifier (native NaN, ordinal categoricals);
+    regression: Ridge against HistGradientBoostingRegressor (R²). 5-fold on at most
+    `MAX_REFERENCE_ROWS` training rows.
+
+    Returns {"score", "model", "oof_proba" (classification: out-of-fold probabilities over
+    `rows`, columns in class-index order), "curve" ([{"fraction", "rows", "score",
+    "fold_scores"}] at 25/50/100 % of each fold's training part, same model, same held-out
+    folds), "rows" (positions into split.train that were used), "fold_scores", "scores" (both
+    models), "chance", "normalised", "subsampled", "n_train"}.
+    """
+    y_all = table.y_codes()
+    train = np.asarray(split.train)
+    clf = table.task == "classification"
+    pos = np.arange(len(train))
+    pos = _subsample(pos, y_all[train] if clf else None, MAX_REFERENCE_ROWS, seed)
+    rows = train[pos]
+    X = _model_frame(table, rows)
+    y = y_all[rows]
+    folds = _folds(y, table.task, seed)
+
+    results = {}
+    for name in ("linear", "hgb"):
+        fold_scores = []
+        oof = np.zeros((len(y), len(table.classes))) if clf else np.zeros(len(y))
+        for tr, te in folds:
+            out = _fit_predict(name, table, seed, X.iloc[tr], y[tr], X.iloc[te])
+            oof[te] = out
+            fold_scores.append(_score(y[te], out, table.task))
+        results[name] = (float(np.nanmean(fold_scores)), fold_scores, oof)
+    # Ties go to the linear model (the simpler one).
+    best = max(results, key=lambda n: (results[n][0] if math.isfinite(results[n][0]) else -np.inf,
+                                       n == "linear"))
+    score, fold_scores, oof = results[best]
+
+    def row_loss(pred: np.ndarray) -> np.ndarray:
+        # Per-row loss for paired tests between curve points: 0/1 error or squared error.
+        return (pred.argmax(1) != y).astype(float) if clf else (pred - y) ** 2
+
+    curve, curve_loss = [], {}
+    rng_seed = seed + 17
+    for f in CURVE_FRACTIONS:
+        if f == 1.0:
+            fs, n_fit = fold_scores, np.mean([len(tr) for tr, _ in folds])
+            curve_loss[f] = row_loss(oof)
+        else:
+            fs, sizes = [], []
+            pred = np.zeros_like(oof)
+            for i, (tr, te) in enumerate(folds):
+                n_sub = max(2, int(round(f * len(tr))))
+                sub = _subsample(tr, y[tr] if clf else None, n_sub, rng_seed + i)
+                sizes.append(len(sub))
+                out = _fit_predict(best, table, seed, X.iloc[sub], y[sub], X.iloc[te])
+                pred[te] = out
+                fs.append(_score(y[te], out, table.task))
+            n_fit = float(np.mean(sizes))
+            curve_loss[f] = row_loss(pred)
+        curve.append({"fraction": f, "rows": int(round(n_fit)),
+                      "score": float(np.nanmean(fs)), "fold_scores": [float(s) for s in fs]})
+
+    return {"score": score, "model": _model_label(best, table.task),
+            "oof_proba": oof if clf else None,
+            "oof_pred": None if clf else oof,
+            "curve": curve, "curve_row_loss": curve_loss,
+            "rows": pos, "fold_scores": [float(s) for s in fold_scores],
+            "scores": {_model_label(n, table.task): results[n][0] for n in results},
+            "chance": _chance(table), "normalised": _normalise(score, table),
+            "subsampled": len(pos) < len(train), "n_train": int(len(train))}
+
+
+# ============================================================================ shared measurements
+def _cached(profile: DataProfile, key: str, fn: Callable[[DataProfile], Any]) -> Any:
+    if key not in profile.extras:
+        profile.extras[key] = fn(profile)
+    return profile.extras[key]
+
+
+def _reference(profile: DataProfile) -> dict:
+    def compute(p: DataProfile) -> dict:
+        ref = reference_score(p.table, p.split, seed=p.extras.get("seed", 0))
+        p.reference = ref["score"]
+        return ref
+    return _cached(profile, "reference", compute)
+
+
+def _label_issues(profile: DataProfile) -> dict:
+    """Confident learning (cleanlab core) on the reference's out-of-fold probabilities."""
+    def compute(p: DataProfile) -> dict:
+        t = p.table
+        if t.task != "classification":
+            return {"available": False, "why": "regression"}
+        ref = _reference(p)
+        pos = np.asarray(ref["rows"])
+        probs = np.asarray(ref["oof_proba"], dtype=float)
+        labels = t.y_codes()[np.asarray(p.split.train)[pos]]
+        probs = np.clip(probs, 1e-6, None)
+        probs = probs / probs.sum(1, keepdims=True)
+        try:
+            from cleanlab.filter import find_label_issues
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                idx = find_label_issues(labels, probs, filter_by="prune_by_noise_rate",
+                                        return_indices_ranked_by="self_confidence", n_jobs=1)
+        except Exception as e:  # noqa: BLE001 - cleanlab refuses degenerate inputs; say so
+            return {"available": False, "why": f"cleanlab could not run: {e}"}
+        idx = np.asarray(idx, dtype=int)
+        suggested = probs[idx].argmax(1)
+        # Where do the model and the labels disagree: everywhere (label errors do not care
+        # where a row lies) or only near the class border (overlapping classes)?
+        pred, conf = probs.argmax(1), probs.max(1)
+        top = np.argsort(-conf, kind="stable")[: max(1, len(conf) // 4)]
+        d_all = float((pred != labels).mean())
+        d_top = float((pred[top] != labels[top]).mean())
+        return {"available": True, "positions": pos[idx].tolist(), "n_checked": int(len(pos)),
+                "share": float(len(idx) / max(len(pos), 1)),
+                "disagreement": d_all, "disagreement_confident": d_top,
+                "n_confident": int(len(top)),
+                "confident_ratio": d_top / d_all if d_all > 0 else 0.0,
+                "given": labels[idx].tolist(), "suggested": suggested.tolist(),
+                "given_prob": probs[idx, labels[idx]].tolist(),
+                "suggested_prob": probs[idx, suggested].tolist()}
+    return _cached(profile, "label_issues", compute)
+
+
+#: A feature whose in-sample single-feature score (an upper bound on its cross-validated one)
+#: stays below this is not cross-validated: it cannot reach the leakage threshold.
+SINGLE_FEATURE_SCREEN = 0.9
+
+
+def _one_feature(x: np.ndarray, categorical: bool, y: np.ndarray, tr: np.ndarray, te: np.ndarray,
+                 task: str, k: int, seed: int) -> np.ndarray:
+    """Fit one feature on rows tr, predict rows te: class probabilities or values.
+
+    Numeric: a small decision tree (NaN handled natively): max(8, 2·classes) leaves for
+    classification, 64 for regression. Categorical (x holds integer codes): the per-category
+    class distribution or mean, unseen categories → the prior.
+    """
+    clf = task == "classification"
+    if not categorical:
+        from sklearn.tree import DecisionTreeClassifier
+        from sklearn.tree import DecisionTreeRegressor
+        # Enough leaves to carve one interval per class (twice over) or to follow a smooth
+        # curve closely; few enough that a feature cannot memorise rows.
+        tree = (DecisionTreeClassifier if clf else DecisionTreeRegressor)(
+            max_leaf_nodes=max(8, 2 * k) if clf else 64, min_samples_leaf=5, random_state=seed)
+        tree.fit(x[tr, None], y[tr])
+        if not clf:
+            return tree.predict(x[te, None])
+        out = np.zeros((len(te), k))
+        out[:, tree.classes_.astype(int)] = tree.predict_proba(x[te, None])
+        return out
+    codes = x.astype(int)
+    n_cat = int(codes.max()) + 1
+    if clf:
+        counts = np.zeros((n_cat, k))
+        np.add.at(counts, (codes[tr], y[tr]), 1.0)
+        prior = np.bincount(y[tr], minlength=k) / len(tr)
+        tot = counts.sum(1, keepdims=True)
+        dist = np.where(tot > 0, counts / np.maximum(tot, 1), prior[None, :])
+        return dist[codes[te]]
+    sums = np.bincount(codes[tr], weights=y[tr], minlength=n_cat)
+    cnts = np.bincount(codes[tr], minlength=n_cat)
+    means = np.where(cnts > 0, sums / np.maximum(cnts, 1), y[tr].mean())
+    return means[codes[te]]
+
+
+def _single_feature(profile: DataProfile) -> dict:
+    """Each feature alone: cross-validated normalised score on (at most
+    `MAX_SINGLE_FEATURE_ROWS`) training rows; see `_one_feature` for the models."""
+    def compute(p: DataProfile) -> dict:
+        t = p.table
+        seed = p.extras.get("seed", 0)
+        clf = t.task == "classification"
+        y_all = t.y_codes()
+        train = np.asarray(p.split.train)
+        pos = _subsample(np.arange(len(train)), y_all[train] if clf else None,
+                         MAX_SINGLE_FEATURE_ROWS, seed)
+        rows = train[pos]
+        y = y_all[rows]
+        folds = _folds(y, t.task, seed)
+        k = len(t.classes) if clf else 0
+        everything = np.arange(len(y))
+        scores: dict[str, float] = {}
+        upper: dict[str, float] = {}
+        for col in t.X.columns:
+            cat = col not in t.numeric
+            if cat:
+                v = t.X[col].iloc[rows].to_numpy(dtype=object)
+                x = pd.factorize(np.where(pd.isna(v), MISSING_TOKEN, v.astype(str)))[0].astype(float)
+            else:
+                x = pd.to_numeric(t.X[col].iloc[rows], errors="coerce").to_numpy(dtype=np.float64)
+                if np.all(np.isnan(x)):
+                    continue
+            fit_all = _one_feature(x, cat, y, everything, everything, t.task, k, seed)
+            s_in = _score(y, fit_all, t.task)
+            s_in = _normalise(s_in, t) if clf else s_in
+            if not s_in >= SINGLE_FEATURE_SCREEN:
+                upper[col] = float(s_in)
+                continue
+            fs = [_score(y[te], _one_feature(x, cat, y, tr, te, t.task, k, seed), t.task)
+                  for tr, te in folds]
+            s = float(np.nanmean(fs))
+            scores[col] = float(_normalise(s, t)) if clf else s
+        return {"scores": scores, "in_sample_below_screen": upper, "rows": int(len(rows)),
+                "screen": SINGLE_FEATURE_SCREEN}
+    return _cached(profile, "single_feature", compute)
+
+
+def profile_data(table: Table, split: Split, *, seed: int = 0) -> DataProfile:
+    """Compute once what the data checks need: the reference score (with its out-of-fold
+    probabilities and learning curve), confident-learning label issues, single-feature scores.
+
+    `profile.reference` is the reference's cross-validated score (balanced accuracy or R²);
+    `profile.noisy_rows` the positions into `split.train` that confident learning flags (ranked,
+    most suspicious first); `profile.extras` holds the rest.
+    """
+    profile = DataProfile(table=table, split=split)
+    profile.extras["seed"] = seed
+    _reference(profile)
+    li = _label_issues(profile)
+    profile.noisy_rows = list(li.get("positions", []))
+    _single_feature(profile)
+    return profile
+
+
+# ============================================================================ column statistics
+def _blank(s: pd.Series) -> np.ndarray:
+    """Missing cells: NaN/None, and for text columns also empty or blank strings."""
+    miss = s.isna().to_numpy()
+    if not pd.api.types.is_numeric_dtype(s):
+        v = s.to_numpy(dtype=object)
+        miss = miss | np.array([isinstance(x, str) and not x.strip() for x in v], dtype=bool)
+    return miss
+
+
+def _spread(x: np.ndarray) -> float:
+    """Robust spread in standard-deviation units: IQR/1.349, or the std when the IQR is 0."""
+    q1, q3 = np.quantile(x, [0.25, 0.75])
+    s = (q3 - q1) / 1.349
+    return float(s) if s > 0 else float(np.std(x))
+
+
+# ----------------------------------------------------------------------------- outlier fences
+_LEVELS = np.array([0.1, 0.25, 0.5, 0.75, 0.9])
+_LAMBDAS = np.linspace(-3.0, 5.0, 161)
+
+
+def _yj(z: np.ndarray, lam: float) -> np.ndarray:
+    z = np.asarray(z, dtype=float)
+    out = np.empty_like(z)
+    pos = z >= 0
+    out[pos] = np.log1p(z[pos]) if abs(lam) < 1e-9 else ((z[pos] + 1) ** lam - 1) / lam
+    m = 2.0 - lam
+    out[~pos] = -np.log1p(-z[~pos]) if abs(m) < 1e-9 else -((1 - z[~pos]) ** m - 1) / m
+    return out
+
+
+def _yj_inv(t: float, lam: float) -> float:
+    if t >= 0:
+        if abs(lam) < 1e-9:
+            return float(np.expm1(t))
+        b = lam * t + 1
+        return math.inf if b <= 0 else b ** (1 / lam) - 1
+    m = 2.0 - lam
+    if abs(m) < 1e-9:
+        return float(-np.expm1(-t))
+    b = 1 - m * t
+    return -math.inf if b <= 0 else 1 - b ** (1 / m)
+
+
+def _far_fences(x: np.ndarray, k: float) -> tuple[float, float, float] | None:
+    """Tukey's far fences (quartiles ∓ k·IQR) after the Yeo-Johnson power that makes the
+    column's 10/25/50/75/90 % quantiles symmetric, mapped back to raw units.
+
+    The power is fitted on quantiles only (a monotone map moves quantiles with it), so up to
+    10 % contamination on either side cannot steer it. Returns (low, high, lambda) or None when
+    the column has no spread.
+    """
+    q = np.quantile(x, _LEVELS)
+    med, s = q[2], (q[3] - q[1]) / 1.349
+    if not s > 0:
+        return None
+    zq = (q - med) / s
+    best, best_lam = math.inf, 1.0
+    for lam in _LAMBDAS:
+        t = _yj(zq, lam)
+        loss = sum(((t[4 - i] - t[2]) - (t[2] - t[i])) ** 2 / (t[4 - i] - t[i]) ** 2 for i in (0, 1))
+        if loss < best - 1e-12 or (abs(loss - best) <= 1e-12 and abs(lam - 1) < abs(best_lam - 1)):
+            best, best_lam = loss, lam
+    t = _yj(zq, best_lam)
+    iqr = t[3] - t[1]
+    lo = med + _yj_inv(t[1] - k * iqr, best_lam) * s
+    hi = med + _yj_inv(t[3] + k * iqr, best_lam) * s
+    return lo, hi, best_lam
+
+
+def _column_fences(x: np.ndarray, k: float, log_below: float) -> dict | None:
+    """Fences for one column.
+
+    Strictly positive, strongly right-skewed columns are judged on the log scale (a power
+    fitted on the raw scale would then be bounded above, unable to call any value far). A
+    transform is there to stop the long tail of a skewed column from being flagged, never to
+    tighten a fence: each fence is the wider of the transformed one and Tukey's on raw values.
+    """
+    r = _far_fences(x, k)
+    if r is None:
+        return None
+    lo, hi, lam = r
+    how = f"yeo-johnson({lam:.2f})"
+    if lam < log_below and x.min() > 0:
+        r2 = _far_fences(np.log(x), k)
+        if r2 is not None:
+            lo, hi = math.exp(r2[0]), (math.exp(r2[1]) if r2[1] < 700 else math.inf)
+            how = f"log, then yeo-johnson({r2[2]:.2f})"
+    q1, q3 = np.quantile(x, [0.25, 0.75])
+    raw_lo, raw_hi = q1 - k * (q3 - q1), q3 + k * (q3 - q1)
+    return {"low": min(lo, raw_lo), "high": max(hi, raw_hi), "transform": how}
+
+
+# ============================================================================ the checks
+@dataclass
+class MissingValues(Check):
+    """Empty or NaN cells in feature columns (the target's are refused at load time)."""
+
+    ids = ("missing_values",)
+    #: Any missing cell is reported: the network cannot take NaN, so every such cell is filled
+    #: by the doctor's imputer, and the user should know that it happens and where.
+    min_cells: int = 1
+    #: Severity reaches 1 when this share of rows has a missing cell (then half the rows carry
+    #: an imputed value, which is where imputation choices start to matter most).
+    full_severity_row_share: float = 0.5
+
+    def run(self, evidence: Evidence) -> list[Symptom]:
+        t = evidence.profile.table
+        n = t.n_rows
+        per_col, rows_any = {}, np.zeros(n, dtype=bool)
+        for c in t.X.columns:
+            m = _blank(t.X[c])
+            if m.any():
+                per_col[c] = int(m.sum())
+                rows_any |= m
+        total = sum(per_col.values())
+        if total < self.min_cells:
+            return []
+        cols = sorted(per_col, key=lambda c: -per_col[c])
+        row_share = float(rows_any.mean())
+        sev = 0.1 + 0.9 * min(1.0, row_share / self.full_severity_row_share)
+        top = cols[0]
+        return [Symptom(
+            "missing_values", sev,
+            f"{total} cell(s) are empty in {len(cols)} column(s), touching {int(rows_any.sum())} of "
+            f"{n} rows ({row_share:.1%}); most in '{top}' ({per_col[top]} rows, "
+            f"{per_col[top] / n:.1%}).",
+            {"missing_cells": int(total), "cell_share": _r(total / (n * max(t.X.shape[1], 1))),
+             "rows_with_missing": int(rows_any.sum()), "row_share": _r(row_share),
+             "columns": {c: {"count": per_col[c], "share": _r(per_col[c] / n)}
+                         for c in cols[:20]},
+             "n_columns": len(cols), "threshold_cells": self.min_cells})]
+
+
+@dataclass
+class UnscaledFeatures(Check):
+    """Numeric features on very different scales, or sitting far from zero."""
+
+    ids = ("unscaled_features",)
+    #: Largest/smallest robust spread (IQR/1.349, std when the IQR is 0) among numeric,
+    #: non-constant, non-binary columns. At 100x the input curvature of a linear layer differs
+    #: by 10^4 between directions, so no single learning rate suits all inputs; below ~10x
+    #: (raw iris: 7x) training on raw values works fine.
+    max_spread_ratio: float = 100.0
+    #: |median| / spread of a single column: at 100 the column is a near-constant offset with
+    #: a 1 % ripple (a year, a sensor reading in Kelvin*10), the same 10^4 curvature gap
+    #: between its mean direction and its variation. Raw iris columns sit at 6-8.
+    max_offset_ratio: float = 100.0
+
+    def run(self, evidence: Evidence) -> list[Symptom]:
+        t = evidence.profile.table
+        stats = {}
+        for c in t.numeric:
+            x = pd.to_numeric(t.X[c], errors="coerce").to_numpy(dtype=np.float64)
+            x = x[np.isfinite(x)]
+            if len(x) < 2 or len(np.unique(x)) <= 2:
+                continue
+            s = _spread(x)
+            if s > 0:
+                stats[c] = (s, float(np.median(x)))
+        if not stats:
+            return []
+        by_spread = sorted(stats, key=lambda c: stats[c][0])
+        lo_c, hi_c = by_spread[0], by_spread[-1]
+        ratio = stats[hi_c][0] / stats[lo_c][0] if len(stats) >= 2 else 1.0
+        offsets = {c: abs(m) / s for c, (s, m) in stats.items()}
+        off_cols = sorted([c for c in offsets if offsets[c] >= self.max_offset_ratio],
+                          key=lambda c: -offsets[c])
+        spread_hit = ratio >= self.max_spread_ratio
+        if not spread_hit and not off_cols:
+            return []
+        worst = max(ratio / self.max_spread_ratio,
+                    max([offsets[c] / self.max_offset_ratio for c in off_cols], default=0.0))
+        sev = min(1.0, 0.3 + 0.2 * math.log10(max(worst, 1.0)))
+        parts = []
+        if spread_hit:
+            parts.append(f"numeric columns span {ratio:,.0f}x in spread, from '{lo_c}' "
+                         f"(~{stats[lo_c][0]:.3g}) to '{hi_c}' (~{stats[hi_c][0]:.3g})")
+        if off_cols:
+            c = off_cols[0]
+            parts.append(f"{_names(off_cols)} sit{'s' if len(off_cols) == 1 else ''} far from zero "
+                         f"(e.g. '{c}': median {stats[c][1]:.4g}, {offsets[c]:,.0f}x its spread)")
+        ev = {"spread_ratio": _r(ratio, 2), "threshold_spread_ratio": self.max_spread_ratio,
+              "smallest_spread": {"column": lo_c, "spread": _r(stats[lo_c][0], 6)},
+              "largest_spread": {"column": hi_c, "spread": _r(stats[hi_c][0], 6)},
+              "offset_columns": {c: {"median": _r(stats[c][1], 6), "spread": _r(stats[c][0], 6),
+                                     "ratio": _r(offsets[c], 2)} for c in off_cols[:20]},
+              "threshold_offset_ratio": self.max_offset_ratio,
+              "spreads": {c: _r(stats[c][0], 6) for c in (by_spread[:5] + by_spread[-5:])},
+              "n_columns_measured": len(stats)}
+        return [Symptom("unscaled_features", sev, "; ".join(parts).capitalize() + ".", ev)]
+
+
+@dataclass
+class Outliers(Check):
+    """A small share of values far outside the bulk of their column, judged after a power
+    transform fitted to the bulk, so that the normal tail of a skewed column is not flagged."""
+
+    ids = ("outliers",)
+    #: Tukey's "far out" fence, 3 IQR beyond the quartiles. On a normal column it lies 4.7 sd
+    #: from the median (about 2 values per million beyond it).
+    fence_iqr: float = 3.0
+    #: A column is judged on the log scale when it is strictly positive and the fitted power on
+    #: the raw scale is below this (right skew stronger than a square root can fix).
+    log_below_lambda: float = 0.5
+    #: At least this share of the column's values beyond the fences...
+    min_share: float = 0.001
+    #: ... and at least this many: one or two stray values in a large column are not a pattern
+    #: worth a remedy; a few in the same column are.
+    min_count: int = 3
+    #: More than this share beyond the far fence is a heavy tail (t with few degrees of
+    #: freedom, a mixture), a property of the column, not a few bad values.
+    max_share: float = 0.05
+    #: Columns with this many distinct values or fewer are codes or counts, not measurements.
+    min_distinct: int = 5
+    #: Classification: a value must also lie beyond the far fences of its own class, computed
+    #: when that class has at least this many values in the column. Otherwise the typical
+    #: values of a rare class (large tumours among 18 malignant rows) would be called outliers
+    #: of a column dominated by the other class, and clipping them would erase the signal.
+    min_class_values: int = 10
+
+    def run(self, evidence: Evidence) -> list[Symptom]:
+        t = evidence.profile.table
+        found = {}
+        flagged_rows = np.zeros(t.n_rows, dtype=bool)
+        codes = t.y_codes() if t.task == "classification" else None
+        for c in t.numeric:
+            x_all = pd.to_numeric(t.X[c], errors="coerce").to_numpy(dtype=np.float64)
+            ok = np.isfinite(x_all)
+            x = x_all[ok]
+            if len(x) < 20 or len(np.unique(x)) < self.min_distinct:
+                continue
+            f = _column_fences(x, self.fence_iqr, self.log_below_lambda)
+            if f is None:
+                continue
+            out = ok & ((x_all < f["low"]) | (x_all > f["high"]))
+            if codes is not None and out.any():
+                for k in np.unique(codes[out]):
+                    in_k = ok & (codes == k)
+                    xk = x_all[in_k]
+                    if len(xk) < self.min_class_values or len(np.unique(xk)) < self.min_distinct:
+                        continue
+                    fk = _column_fences(xk, self.fence_iqr, self.log_below_lambda)
+                    if fk is None:
+                        out &= ~in_k  # the class has no spread to judge by: no call
+                        continue
+                    out &= ~(in_k & (x_all >= fk["low"]) & (x_all <= fk["high"]))
+            cnt = int(out.sum())
+            share = cnt / len(x)
+            if cnt >= max(self.min_count, math.ceil(self.min_share * len(x))) and share <= self.max_share:
+                where = np.flatnonzero(out)
+                far = where[np.argsort(-np.abs(x_all[where] - np.median(x)))]
+                found[c] = {"count": cnt, "share": _r(share, 5),
+                            "low_fence": _r(f["low"], 6), "high_fence": _r(f["high"], 6),
+                            "median": _r(np.median(x), 6), "transform": f["transform"],
+                            "most_extreme": [_r(v, 6) for v in x_all[far[:5]]],
+                            **_where(t, far, 10)}
+                flagged_rows |= out
+        if not found:
+            return []
+        cols = sorted(found, key=lambda c: -found[c]["count"])
+        worst = max(found[c]["share"] for c in cols)
+        n_rows = int(flagged_rows.sum())
+        sev = min(1.0, 0.3 + 0.4 * worst / self.max_share + 0.05 * (len(cols) - 1))
+        c0 = cols[0]
+        return [Symptom(
+            "outliers", sev,
+            f"{n_rows} row(s) hold values far outside the bulk of {len(cols)} column(s), most in "
+            f"'{c0}' ({found[c0]['count']} values beyond [{found[c0]['low_fence']:.4g}, "
+            f"{found[c0]['high_fence']:.4g}], e.g. {found[c0]['most_extreme'][0]:.4g}).",
+            {"rows_with_outliers": n_rows, "row_share": _r(n_rows / t.n_rows, 5),
+             "columns": {c: found[c] for c in cols[:20]},
+             "threshold": {"fence_iqr": self.fence_iqr, "min_share": self.min_share,
+                           "min_count": self.min_count, "max_share": self.max_share}})]
+
+
+@dataclass
+class ClassImbalance(Check):
+    """A class much rarer than the largest one (classification only)."""
+
+    ids = ("class_imbalance",)
+    #: Smallest/largest class count. At 1:5 the rare class carries under a sixth of the
+    #: cross-entropy gradient of a two-class problem, and an unweighted network's balanced
+    #: accuracy starts to trail a class-weighted one; deepchecks' default is the stricter 0.1.
+    #: Reporting from 0.2 costs little: the remedies (class weights, resampling) are cheap and
+    #: the search keeps them only when they help.
+    min_ratio: float = 0.2
+    #: Severity reaches 1 at a 1:100 ratio (log-scaled between min_ratio and this).
+    full_severity_ratio: float = 0.01
+
+    def run(self, evidence: Evidence) -> list[Symptom]:
+        t = evidence.profile.table
+        if t.task != "classification":
+            return []
+        counts = t.y.value_counts()
+        ratio = float(counts.min() / counts.max())
+        if ratio >= self.min_ratio:
+            return []
+        sev = 0.2 + 0.8 * min(1.0, math.log(self.min_ratio / ratio)
+                              / math.log(self.min_ratio / self.full_severity_ratio))
+        small, large = counts.idxmin(), counts.idxmax()
+        rare = [c for c in counts.index if counts[c] / counts.max() < self.min_ratio]
+        return [Symptom(
+            "class_imbalance", sev,
+            f"Class {small!r} has {int(counts.min())} rows against {int(counts.max())} for class "
+            f"{large!r} (1:{1 / ratio:.0f}); {len(rare)} class(es) are below 1:{1 / self.min_ratio:.0f}.",
+            {"ratio": _r(ratio), "threshold": self.min_ratio,
+             "smallest_class": str(small), "largest_class": str(large),
+             "counts": {str(k): int(v) for k, v in list(counts.items())[:MAX_LISTED]},
+             "rare_classes": [str(c) for c in rare[:MAX_LISTED]]})]
+
+
+@dataclass
+class LabelNoise(Check):
+    """Labels that look wrong given the features: confident learning (Northcutt et al., JAIR
+    2021) on the reference model's out-of-fold probabilities. Candidates to review, never
+    deleted.
+
+    Label errors and overlapping classes both make a model disagree with labels; they differ
+    in *where*. Errors hit rows anywhere, so the rows the model is surest of disagree with
+    their labels about as often as all rows; overlap puts the disagreements at the class
+    border, and the confident rows agree. The check demands both a high flagged share and
+    that pattern, which keeps hard-but-honest data (overlapping Gaussians, noisy moons)
+    silent.
+    """
+
+    ids = ("label_noise",)
+    #: Share of checked training rows that confident learning flags. Audited benchmarks carry
+    #: ~3 % label errors on average (Northcutt et al., NeurIPS 2021 D&B) and confident learning
+    #: also flags some honest borderline rows, so ordinary data shows 1-6 %; 8 % is clearly
+    #: above that ordinary rate.
+    min_share: float = 0.08
+    #: The reference model's normalised out-of-fold score (0 chance, 1 perfect) must reach
+    #: this for its disagreements to mean something: below it classes overlap so much that
+    #: label errors and overlap look alike (confident learning's precision collapses with a
+    #: weak model). Uniform flips of a rate r cost an easy two-class problem about 2r, so 0.4
+    #: still lets through up to ~30 % flipped labels.
+    min_reference: float = 0.4
+    #: Disagreement rate among the quarter of rows the model is most confident about, divided
+    #: by the overall disagreement rate. Uniform label errors give ~1 (0.6-0.97 measured);
+    #: overlapping classes put disagreements at the border and give under 0.45 once the
+    #: reference clears min_reference.
+    min_confident_ratio: float = 0.5
+    #: Fewer checked rows than this cannot tell a 3 % rate from an 8 % one.
+    min_rows: int = 50
+
+    def run(self, evidence: Evidence) -> list[Symptom]:
+        p = evidence.profile
+        t = p.table
+        if t.task != "classification":
+            return []
+        li = _label_issues(p)
+        if not li.get("available") or li["n_checked"] < self.min_rows:
+            return []
+        ref = _reference(p)
+        share, norm = li["share"], float(ref["normalised"])
+        ratio = li["confident_ratio"]
+        if share < self.min_share or norm < self.min_reference or ratio < self.min_confident_ratio:
+            return []
+        train = np.asarray(p.split.train)
+        table_rows = train[np.asarray(li["positions"], dtype=int)]
+        n = len(li["positions"])
+        sev = min(1.0, 0.3 + 0.7 * (share - self.min_share) / (0.3 - self.min_share))
+        classes = t.classes
+        cands = [{"row": int(r), **({"csv_line": int(r) + 2} if _is_file(t) else {}),
+                  "label": _json_value(classes[g]), "suggested": _json_value(classes[s]),
+                  "p_label": _r(pg, 3), "p_suggested": _r(ps, 3)}
+                 for r, g, s, pg, ps in zip(table_rows[:MAX_LISTED], li["given"], li["suggested"],
+                                            li["given_prob"], li["suggested_prob"])]
+        return [Symptom(
+            "label_noise", sev,
+            f"{n} of {li['n_checked']} training rows ({share:.1%}) carry a label that a "
+            f"cross-validated {ref['model'].replace('_', ' ')} confidently contradicts "
+            f"(ordinary data: about 3%), even where it is surest ({li['disagreement_confident']:.0%} "
+            f"disagreement there); review them, e.g. {_lines_phrase(t, table_rows.tolist())}.",
+            {"flagged": n, "checked": li["n_checked"], "share": _r(share),
+             "threshold_share": self.min_share,
+             "reference_model": ref["model"], "reference_score": _r(ref["score"]),
+             "reference_normalised": _r(norm), "threshold_reference": self.min_reference,
+             "disagreement_all": _r(li["disagreement"]),
+             "disagreement_confident_quarter": _r(li["disagreement_confident"]),
+             "confident_ratio": _r(ratio, 3), "threshold_confident_ratio": self.min_confident_ratio,
+             "median_p_suggested": _r(float(np.median(li["suggested_prob"])), 3),
+             "candidates": cands,
+             "note": "candidates to review, ranked most suspicious first; nothing was removed"})]
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    if isinstance(v, (int, float, str, bool)) or v is None:
+        return v
+    return str(v)
+
+
+@dataclass
+class DuplicateRows(Check):
+    """Identical rows (features and target) repeating."""
+
+    ids = ("duplicate_rows",)
+    #: Share of rows that are extra copies of an earlier row. deepchecks' DataDuplicates
+    #: default; below it copies shift the loss weights and the held-out scores only a little,
+    #: and many real tables hold a few legitimate repeats.
+    max_share: float = 0.05
+    #: Duplicate pairs must exceed this multiple of what independent columns with the observed
+    #: value frequencies would produce by chance: in a table of a few low-cardinality columns
+    #: identical rows are genuine repeated observations, not copies.
+    min_excess_over_chance: float = 10.0
+
+    def run(self, evidence: Evidence) -> list[Symptom]:
+        p = evidence.profile
+        t = p.table
+        n = t.n_rows
+        full = t.X.copy()
+        full["__target__"] = t.y.to_numpy()
+        h_full = pd.util.hash_pandas_object(full, index=False).to_numpy()
+        dup = pd.Series(h_full).duplicated(keep="first").to_numpy()
+        extra = int(dup.sum())
+        if extra == 0:
+            return []
+        share = extra / n
+        _, sizes = np.unique(h_full, return_counts=True)
+        pairs = float((sizes * (sizes - 1) / 2).sum())
+        collide = 1.0
+        for c in full.columns:
+            f = full[c].value_counts(normalize=True, dropna=False).to_numpy()
+            collide *= float((f ** 2).sum())
+        chance_pairs = n * (n - 1) / 2 * collide
+        excess = pairs / chance_pairs if chance_pairs > 0 else math.inf
+        if share < self.max_share or excess < self.min_excess_over_chance:
+            return []
+        # Conflicting labels: identical features, different targets.
+        h_x = pd.util.hash_pandas_object(t.X, index=False).to_numpy()
+        g = pd.DataFrame({"h": h_x, "y": t.y.astype(str).to_numpy()})
+        n_targets = g.groupby("h")["y"].transform("nunique").to_numpy()
+        conflict = n_targets > 1
+        # Held-out rows with an exact copy among the training rows inflate held-out scores.
+        train_h = set(h_full[np.asarray(p.split.train)].tolist())
+        held = np.concatenate([np.asarray(p.split.val), np.asarray(p.split.test)]).astype(int)
+        leaked = int(sum(1 for r in held if h_full[r] in train_h))
+        example = np.flatnonzero(dup)
+        sev = min(1.0, 0.3 + 0.7 * (share - self.max_share) / (0.5 - self.max_share))
+        msg = (f"{extra} of {n} rows ({share:.1%}) are exact copies of an earlier row "
+               f"(e.g. {_lines_phrase(t, example.tolist(), 3)})")
+        if leaked:
+            msg += f"; {leaked} validation/test rows also appear in the training rows"
+        if conflict.any():
+            msg += f"; {int(conflict.sum())} rows share their features with a row of another label"
+        return [Symptom(
+            "duplicate_rows", sev, msg + ".",
+            {"duplicate_rows": extra, "share": _r(share), "threshold": self.max_share,
+             "largest_group": int(sizes.max()), "groups": int((sizes > 1).sum()),
+             "duplicate_pairs": int(pairs), "chance_pairs": _r(chance_pairs, 3),
+             "held_out_rows_copied_in_train": leaked,
+             "conflicting_label_rows": int(conflict.sum()),
+             "conflicting_label_groups": int(pd.Series(h_x[conflict]).nunique()),
+             **_where(t, example, 20)})]
+
+
+@dataclass
+class ConstantFeatures(Check):
+    """Feature columns that hold a single value."""
+
+    ids = ("constant_features",)
+    #: Missing cells are ignored: a column that is one value or empty is still constant for
+    #: the network once imputed (whether it is missing is reported by missing_values).
+    #: A column with at most this many distinct non-missing values is constant.
+    max_distinct: int = 1
+
+    def run(self, evidence: Evidence) -> list[Symptom]:
+        t = evidence.profile.table
+        const = {}
+        for c in t.X.columns:
+            s = t.X[c]
+            s = s[~_blank(s)]
+            if s.nunique(dropna=True) <= self.max_distinct:
+                const[c] = {"value": _json_value(s.iloc[0]) if len(s) else None,
+                            "missing": int(t.n_rows - len(s))}
+        if not const:
+            return []
+        cols = list(const)
+        sev = min(1.0, 0.2 + 0.6 * len(cols) / max(t.X.shape[1], 1))
+        first = cols[0]
+        val = const[first]["value"]
+        return [Symptom(
+            "constant_features", sev,
+            f"{len(cols)} column(s) hold a single value and carry no information: {_names(cols)}"
+            + (f" ('{first}' is always {val!r})." if val is not None else " (all empty)."),
+            {"columns": {c: const[c] for c in cols[:MAX_LISTED]}, "n_columns": len(cols),
+             "threshold_distinct": self.max_distinct})]
+
+
+@dataclass
+class TargetLeakage(Check):
+    """A feature that gives the target away almost perfectly on its own."""
+
+    ids = ("target_leakage",)
+    #: Normalised single-feature score (balanced accuracy rescaled chance→0, perfect→1; R² for
+    #: regression), cross-validated on the training rows. 0.95 is a near-perfect give-away:
+    #: strong honest features stay well below (breast cancer's 'worst perimeter' ~0.8, iris's
+    #: petal width ~0.9); deepchecks' 0.8 PPS would flag those.
+    min_score: float = 0.95
+    #: A column whose values map one-to-one onto the target's is reported whatever its score,
+    #: provided values repeat (at most this share of training rows distinct), which rules out
+    #: row identifiers that are trivially 1:1 with a continuous target.
+    max_distinct_share_for_mapping: float = 0.5
+
+    def run(self, evidence: Evidence) -> list[Symptom]:
+        p = evidence.profile
+        t = p.table
+        sf = _single_feature(p)
+        hits = {c: s for c, s in sf["scores"].items() if s >= self.min_score}
+        train = np.asarray(p.split.train)
+        y = t.y.iloc[train].astype(str).to_numpy()
+        n_y = len(pd.unique(y))
+        mapped = []
+        for c in t.X.columns:
+            v = t.X[c].iloc[train]
+            n_v = int(v.nunique(dropna=False))
+            if n_v < 2 or n_v != n_y or n_v > self.max_distinct_share_for_mapping * len(train):
+                continue
+            v = v.astype(object).where(v.notna(), MISSING_TOKEN).astype(str).to_numpy()
+            n_pairs = len(pd.unique(pd.Series(v) + "\x1f" + pd.Series(y)))
+            if n_pairs == n_v:
+                mapped.append(c)
+        cols = sorted(set(hits) | set(mapped), key=lambda c: -sf["scores"].get(c, 1.0))
+        if not cols:
+            return []
+        best = cols[0]
+        s_best = sf["scores"].get(best, 1.0)
+        sev = min(1.0, 0.8 + 0.2 * max(0.0, s_best - self.min_score) / (1 - self.min_score))
+        what = "balanced accuracy" if t.task == "classification" else "R²"
+        return [Symptom(
+            "target_leakage", sev,
+            f"{_names(cols)} predict{'s' if len(cols) == 1 else ''} '{t.target}' almost perfectly "
+            f"on {'its' if len(cols) == 1 else 'their'} own ('{best}' alone: normalised {what} "
+            f"{s_best:.3f}"
+            + ("; its values map one-to-one onto the classes" if best in mapped else "")
+            + "): check that it is not derived from the target or recorded after it.",
+            {"columns": {c: {"single_feature_score": _r(sf["scores"].get(c, float("nan"))),
+                             "one_to_one": c in mapped} for c in cols[:MAX_LISTED]},
+             "threshold": self.min_score, "score": "normalised " + what,
+             "rows_used": sf["rows"],
+             "other_features_at_most": {c: _r(s) for c, s in sorted(
+                 [kv for kv in {**sf["in_sample_below_screen"], **sf["scores"]}.items()
+                  if kv[0] not in cols], key=lambda kv: -kv[1])[:5]}})]
+
+
+@dataclass
+class HighDimensionality(Check):
+    """Many features (after one-hot expansion) for the number of training rows."""
+
+    ids = ("high_dimensionality",)
+    #: Training rows per input feature. An unregularised linear fit's test error is inflated
+    #: by n/(n-d-1) from variance alone: 1.25x at 5 rows per feature, 2x at 2, unbounded at 1,
+    #: where any labels can be fitted exactly (the classic 5-10 rows per parameter rule).
+    #: wine (107/13 ≈ 8) and breast cancer (341/30 ≈ 11) stay above it.
+    min_rows_per_feature: float = 5.0
+
+    def run(self, evidence: Evidence) -> list[Symptom]:
+        p = evidence.profile
+        t = p.table
+        train = np.asarray(p.split.train)
+        widths = {c: 1 for c in t.numeric}
+        for c in t.categorical:
+            widths[c] = max(1, int(t.X[c].iloc[train].nunique(dropna=True)))
+        d = sum(widths.values())
+        n = len(train)
+        r = n / max(d, 1)
+        if r >= self.min_rows_per_feature:
+            return []
+        sev = min(1.0, 0.3 + 0.7 * math.log(self.min_rows_per_feature / r)
+                  / math.log(self.min_rows_per_feature / 0.1))
+        wide = sorted((c for c in t.categorical), key=lambda c: -widths[c])[:10]
+        return [Symptom(
+            "high_dimensionality", sev,
+            f"{d} input features (after one-hot encoding) for {n} training rows: "
+            f"{r:.2f} rows per feature, under {self.min_rows_per_feature:g}.",
+            {"features": d, "training_rows": n, "rows_per_feature": _r(r, 3),
+             "threshold": self.min_rows_per_feature, "numeric_features": len(t.numeric),
+             "one_hot_widths": {c: widths[c] for c in wide}})]
+
+
+@dataclass
+class LimitedData(Check):
+    """More rows would still help a lot: the reference's learning curve still climbs."""
+
+    ids = ("limited_data",)
+    #: Normalised gain (balanced accuracy rescaled chance→0, perfect→1; R²) of the reference
+    #: model from 50 % to 100 % of the training rows. Healthy small tables still climb slowly
+    #: (digits, iris, wine, breast cancer: 0.00-0.045 over that doubling, measured); 0.05 per
+    #: doubling is a curve steep enough that the next doubling should add about as much again.
+    min_gain: float = 0.05
+    #: The gain must also beat the noise: a paired test on the same held-out rows (exact sign
+    #: test on rows that one model gets right and the other wrong; Wilcoxon on squared errors
+    #: for regression), one-sided at this level. Fold scores of a 100-row table move by a row
+    #: or two; this test counts rows, not folds.
+    alpha: float = 0.05
+
+    def run(self, evidence: Evidence) -> list[Symptom]:
+        p = evidence.profile
+        t = p.table
+        ref = _reference(p)
+        if ref.get("subsampled"):
+            # The curve describes a subsample; the full table already has many more rows.
+            return []
+        curve = {c["fraction"]: c for c in ref["curve"]}
+        if 0.5 not in curve or 1.0 not in curve:
+            return []
+        scale = 1.0 - _chance(t)
+        gain = float((curve[1.0]["score"] - curve[0.5]["score"]) / scale)
+        if not gain >= self.min_gain:
+            return []
+        half, full = ref["curve_row_loss"][0.5], ref["curve_row_loss"][1.0]
+        from scipy import stats
+        if t.task == "classification":
+            better = int(((half == 1) & (full == 0)).sum())
+            worse = int(((half == 0) & (full == 1)).sum())
+            pval = float(stats.binomtest(better, better + worse, 0.5, alternative="greater").pvalue) \
+                if better + worse else 1.0
+            test = {"rows_fixed": better, "rows_broken": worse, "test": "exact sign test"}
+        else:
+            d = half - full
+            d = d[np.isfinite(d) & (d != 0)]
+            pval = float(stats.wilcoxon(d, alternative="greater").pvalue) if len(d) >= 10 else 1.0
+            test = {"test": "wilcoxon signed-rank on squared errors"}
+        if pval >= self.alpha:
+            return []
+        sev = min(1.0, 0.3 + 0.7 * (gain - self.min_gain) / 0.2)
+        pts = ", ".join(f"{c['rows']} rows → {c['score']:.3f}" for c in ref["curve"])
+        return [Symptom(
+            "limited_data", sev,
+            f"The reference {ref['model'].replace('_', ' ')} still improves clearly with more rows "
+            f"({pts}): {gain:+.3f} normalised from half to all the training rows, so more data "
+            "would help.",
+            {"gain": _r(gain), "threshold_gain": self.min_gain, "p_value": _r(pval, 5),
+             "alpha": self.alpha, **test,
+             "curve": [{"fraction": c["fraction"], "rows": c["rows"], "score": _r(c["score"])}
+                       for c in ref["curve"]],
+             "reference_model": ref["model"],
+             "metric": "balanced_accuracy" if t.task == "classification" else "r2"})]
+
+
+def data_checks() -> list[Check]:
+    """One check per data symptom id, in the contract's order."""
+    return [MissingValues(), UnscaledFeatures(), Outliers(), ClassImbalance(), LabelNoise(),
+            DuplicateRows(), ConstantFeatures(), TargetLeakage(), HighDimensionality(),
+            LimitedData()]

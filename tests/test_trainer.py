@@ -1,0 +1,124 @@
+"""The one training loop: determinism, hooks, divergence, throughput seams."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from doctor.data import from_frame
+from doctor.data import split
+from doctor.prepare import prepare
+from doctor.probes import default_probes
+from doctor.probes.activations import layer_stats
+from doctor.recipe import Recipe
+from doctor.trainer import Trainer
+from tests.conftest import blobs_frame
+
+
+@pytest.fixture
+def problem():
+    table = from_frame(blobs_frame())
+    return table, split(table, seed=0)
+
+
+def test_training_learns_and_is_deterministic(problem):
+    table, sp = problem
+    recipe = Recipe(epochs=15, batch_size=32)
+    runs = [Trainer(recipe, probes=default_probes()).fit(prepare(table, sp, recipe)) for _ in range(2)]
+    assert runs[0].val_score > 0.8
+    assert runs[0].trace.column("train_loss") == runs[1].trace.column("train_loss")
+    assert len(runs[0].trace.epochs) == 15
+    assert runs[0].trace.layers == ["0", "2", "4"]
+    assert all(len(s["grad_norm"]) == 3 for s in runs[0].trace.steps)
+
+
+def test_grad_norm_probe_matches_torch(problem):
+    """The probe's per-layer gradient norms equal torch's own, read at the same step."""
+    table, sp = problem
+    recipe = Recipe(epochs=1, batch_size=1000, optimizer="sgd", lr=1e-9)
+    data = prepare(table, sp, recipe)
+    run = Trainer(recipe, probes=default_probes()).fit(data)
+    torch.manual_seed(recipe.seed)  # the trainer's seed → the same initial weights
+    model = recipe.build(data.n_features, data.n_outputs)
+    gen = torch.Generator().manual_seed(recipe.seed)
+    torch.randperm(len(data.X_train), generator=gen)  # the probe rows
+    perm = torch.randperm(len(data.X_train), generator=gen)
+    out = model(data.X_train[perm])
+    loss = nn.functional.cross_entropy(out, data.y_train[perm])
+    grads = torch.autograd.grad(loss, [m.weight for m in model if isinstance(m, nn.Linear)])
+    expected = [float(g.norm()) for g in grads]
+    assert np.allclose(run.trace.steps[0]["grad_norm"], expected, rtol=1e-4)
+
+
+def test_divergence_is_recorded_and_stops(problem):
+    table, sp = problem
+    recipe = Recipe(optimizer="sgd", lr=1e4, epochs=20)
+    run = Trainer(recipe, probes=default_probes()).fit(prepare(table, sp, recipe))
+    assert run.trace.diverged is not None
+    assert "loss became" in run.trace.diverged["reason"]
+    assert len(run.trace.epochs) < 20
+
+
+def test_on_epoch_callback_can_stop_training(problem):
+    table, sp = problem
+    recipe = Recipe(epochs=10)
+
+    class Stop(Exception):
+        pass
+
+    def on_epoch(epoch, record):
+        if epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        Trainer(recipe, on_epoch=on_epoch).fit(prepare(table, sp, recipe))
+
+
+def test_hooks_removed_when_the_model_raises():
+    class Boom(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 3)
+            self.act = nn.ReLU()
+
+        def forward(self, x):
+            self.act(self.lin(x))
+            raise RuntimeError("boom")
+
+    net = Boom()
+    with pytest.raises(RuntimeError):
+        layer_stats(net, torch.zeros(4, 3))
+    for m in net.modules():
+        assert not m._forward_hooks and not m._forward_pre_hooks
+
+
+def test_functional_activations_are_probed():
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 8), nn.Linear(8, 2)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x)))
+
+    net = Functional()
+    with torch.no_grad():
+        net.a.bias.fill_(-100.0)  # every unit dead
+    stats = layer_stats(net, torch.randn(64, 4))
+    assert stats and stats[0]["kind"] == "relu" and stats[0]["dead"] == 1.0
+
+
+def test_regression_target_is_standardised(tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    df = pd.DataFrame(X, columns=["a", "b", "c"]).assign(y=1e5 + 3e4 * X[:, 0])
+    table = from_frame(df, task="regression")
+    sp = split(table)
+    recipe = Recipe(epochs=30)
+    data = prepare(table, sp, recipe)
+    assert abs(float(data.y_train.mean())) < 1e-4
+    run = Trainer(recipe).fit(data)
+    assert run.val_score > 0.9
