@@ -32,10 +32,14 @@ class Case:
 
 
 def configure_torch() -> None:
-    """One thread per process (torch's default threads spin-wait on a busy 2-core box, 15-80×
-    slower), and flush subnormal floats (Adam states of dead units decay into them, 3× slower)."""
+    """One thread per process, for torch and for the OpenMP/BLAS pools scikit-learn uses
+    (their spin-waiting threads ran 15-80× slower whenever another job shared the cores),
+    and flush subnormal floats (Adam states of dead units decay into them, 3× slower)."""
+    from threadpoolctl import threadpool_limits
+
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
+    threadpool_limits(limits=1)
 
 
 def to_table(data: Any, *, y: Any = None, target: str | None = None, task: str | None = None) -> data_mod.Table:

@@ -30,9 +30,10 @@ log = logging.getLogger(__name__)
 #: Rows of training data used for per-epoch train scores and activation statistics.
 PROBE_ROWS = 512
 EVAL_CHUNK = 8192
-#: A loss this many times its first value counts as diverged (AUTOTRAINER HEAD uses an
-#: absolute 1e3; relative is scale-free across losses and tasks).
-DIVERGENCE_FACTOR = 1e3
+#: Training stops when the loss is non-finite or a million times its first value: nothing
+#: comes back from there. Smaller spikes are left to run — a loss 200× its start after a
+#: too-large step can recover, and the checks judge the whole curve (LossDivergence).
+DIVERGENCE_FACTOR = 1e6
 
 
 @dataclass

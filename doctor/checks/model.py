@@ -100,6 +100,8 @@ class PoorCalibration(Check):
     def run(self, ev: Evidence) -> list[Symptom]:
         if skip_reason(ev) or len(ev.data.y_val) < self.min_rows:
             return []
+        if any(s.id == "label_noise" for s in ev.found):
+            return []  # observed frequencies of suspect labels cannot judge the probabilities
         model = ev.model
         was = model.training
         model.eval()

@@ -72,6 +72,12 @@ class Activations(Probe):
         layers = layer_stats(ctx.model, ctx.probe_x)
         ctx.trace.activations.append({"epoch": ctx.epoch, "layers": layers})
 
+    def on_train_end(self, ctx: StepContext) -> None:
+        """A run stopped mid-epoch (divergence) still gets its final unit statistics."""
+        if ctx.trace.diverged is not None or not ctx.trace.activations:
+            ctx.trace.activations.append({"epoch": ctx.epoch, "final": True,
+                                          "layers": layer_stats(ctx.model, ctx.probe_x)})
+
 
 def layer_stats(model: nn.Module, x: torch.Tensor) -> list[dict]:
     acts = [(n, m) for n, m in model.named_modules() if isinstance(m, ACTIVATION_TYPES)]
