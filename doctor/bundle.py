@@ -7,6 +7,7 @@ unpickled. A user's own network is rebuilt by importing their `FILE.py:FUNC` aga
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from doctor.preprocess import Preprocessor
 from doctor.recipe import Recipe
 
 FORMAT = "doctor-bundle/1"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -59,9 +61,21 @@ class Bundle:
             meta = json.loads(meta_path.read_text())
         except ValueError:
             raise InputError(f"{meta_path}: damaged bundle metadata; run `doctor fit` again") from None
-        if meta.get("format") != FORMAT:
-            raise InputError(f"{meta_path}: unknown bundle format {meta.get('format')!r}")
-        recipe = Recipe.from_dict(meta["recipe"])
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise InputError(f"{meta_path}: unknown bundle format {found!r}; pass the --out "
+                             "folder of a finished `doctor fit`")
+        needed = ("recipe", "preprocessor", "task", "target", "classes", "n_features",
+                  "n_outputs", "y_mean", "y_std")
+        lacking = [k for k in needed if k not in meta]
+        if lacking:
+            raise InputError(f"{meta_path}: damaged bundle metadata (no {', '.join(lacking)}); run "
+                             "`doctor fit` again")
+        try:
+            recipe = Recipe.from_dict(meta["recipe"])
+        except (KeyError, TypeError, AttributeError) as e:
+            raise InputError(f"{meta_path}: damaged bundle metadata ({type(e).__name__}: {e}); run "
+                             "`doctor fit` again") from None
         net = recipe.build(meta["n_features"], meta["n_outputs"])
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
@@ -74,7 +88,13 @@ class Bundle:
                    meta.get("temperature", 1.0))
 
     def predict_frame(self, df: pd.DataFrame) -> pd.DataFrame:
-        """A frame with `prediction` (original labels) and one `proba_<class>` per class."""
+        """A frame with `prediction` (original labels) and one `proba_<class>` per class.
+
+        Missing feature columns end with an `InputError` naming them; extra columns are ignored,
+        text in a numeric column and categories never seen in training are read as missing
+        (each with a warning naming the column and the first row)."""
+        df = df.copy()
+        df.columns = [str(c).strip() for c in df.columns]
         df = df.drop(columns=[self.target], errors="ignore")
         expected = self.pre.numeric_ + self.pre.categorical_
         missing = [c for c in expected if c not in df.columns]
@@ -84,6 +104,36 @@ class Bundle:
             raise InputError(f"the CSV lacks column(s) the model was trained on: "
                              f"{', '.join(map(repr, missing[:5]))}{', …' if len(missing) > 5 else ''}"
                              f"{more}; add them")
+        if len(df) == 0:
+            raise InputError("the CSV has no rows to predict; pass rows with the feature columns")
+        if extra:
+            log.warning("ignoring column(s) the model was not trained on: %s%s",
+                        ", ".join(map(repr, extra[:5])), ", …" if len(extra) > 5 else "")
+        df = df[expected].copy()
+        for col in self.pre.numeric_:
+            s = df[col]
+            if pd.api.types.is_bool_dtype(s):
+                df[col] = s.astype(float)
+                continue
+            if pd.api.types.is_numeric_dtype(s):
+                continue
+            conv = pd.to_numeric(s.astype(object), errors="coerce")
+            bad = s.notna().to_numpy() & conv.isna().to_numpy()
+            bad &= ~np.array([isinstance(v, str) and not v.strip() for v in s.astype(object)],
+                             dtype=bool)
+            if bad.any():
+                log.warning("column '%s' holds %d value(s) that are not numbers (e.g. %r at %s); "
+                            "predicting with them as missing", col, int(bad.sum()),
+                            s[bad].iloc[0], _where(df, bad))
+            df[col] = conv.astype(float)
+        for col in self.pre.categorical_:
+            s = df[col]
+            known = set(self.pre.categories_[col])
+            unseen = s.notna().to_numpy() & ~s.astype(str).isin(known).to_numpy()
+            if unseen.any():
+                log.warning("column '%s' has %d value(s) not seen in training (e.g. %r at %s); "
+                            "they are treated as unknown", col, int(unseen.sum()),
+                            s[unseen].iloc[0], _where(df, unseen))
         X = self.pre.transform(df[expected])
         pred, proba = predict_arrays(self.model, X, self.task, y_mean=self.y_mean, y_std=self.y_std,
                                      temperature=self.temperature)
@@ -93,6 +143,11 @@ class Bundle:
                 out[f"proba_{c}"] = proba[:, j]
             return out
         return pd.DataFrame({"prediction": pred})
+
+
+def _where(df: pd.DataFrame, mask: np.ndarray) -> str:
+    first = df.index[np.asarray(mask, dtype=bool)][0]
+    return f"file line {first}" if df.attrs.get("doctor_lines") else f"row {first}"
 
 
 def _plain(v: Any) -> Any:

@@ -98,19 +98,47 @@ def mask_text(text: str) -> str:
 
 
 def _summary(report: dict, out: Path, quiet: bool) -> None:
+    """The end of a run on stderr: symptoms, verdict, before/after metrics, where things are."""
+    bar = getattr(_progress_callback, "active", None)
+    if bar is not None:  # a trial progress bar still on screen (e.g. --timeout cut the trials)
+        bar.stop()
+        _progress_callback.active = None
     if quiet:
         return
     from rich.console import Console
+    from rich.table import Table
 
     con = Console(stderr=True, highlight=False)
     syms = report["symptoms"]
     con.print(f"[bold]{len(syms)} symptom(s)[/bold]" if syms else "[bold green]No symptoms found[/bold green]")
+    status = {c["id"]: c.get("status") for c in report.get("cure") or []}
     for s in syms:
         cause = f" (caused by {s['caused_by']})" if s.get("caused_by") else ""
-        con.print(f"  • {s['id']} [{s['severity']:.2f}]{cause}: {s['summary']}", markup=False)
+        after = f" → {status[s['id']]}" if s["id"] in status else ""
+        con.print(f"  • {s['id']} [{s['severity']:.2f}]{cause}{after}: {s['summary']}", markup=False)
+    base = (report.get("baseline") or {}).get("metrics") or {}
+    best = (report.get("best") or {}).get("metrics") or {}
+    keys = [k for k in ("balanced_accuracy", "accuracy", "r2", "rmse", "log_loss")
+            if isinstance(base.get(k), (int, float)) and (not best or isinstance(best.get(k), (int, float)))]
+    if keys:
+        held = (report.get("baseline") or {}).get("held_out", "held-out rows")
+        table = Table(title=f"metrics on {held}", title_justify="left", box=None, pad_edge=False)
+        table.add_column("metric")
+        table.add_column("your recipe", justify="right")
+        if best:
+            table.add_column("cured", justify="right")
+            table.add_column("change", justify="right")
+        for k in keys:
+            row = [k, f"{base[k]:.4f}"]
+            if best:
+                row += [f"{best[k]:.4f}", f"{best[k] - base[k]:+.4f}"]
+            table.add_row(*row)
+        con.print(table)
     if report.get("verdict"):
         con.print(report["verdict"], markup=False)
     con.print(f"Report: {out / 'report.html'}", markup=False)
+    if (out / "bundle.json").exists():
+        con.print(f"Model bundle: {out}  (predict with: doctor predict {out} DATA.csv)", markup=False)
 
 
 @app.command()
@@ -150,19 +178,36 @@ def fit(data: Data, target: Target = None, task: TaskOpt = None, model: ModelOpt
     from doctor.search import DEFAULT_TRIALS
 
     _setup(quiet)
+    import math
+
+    from doctor.data import check_output_folder
+    from doctor.search import check_resume
+    from doctor.storage import open_storage
+
     if trials is not None and trials < 0:
         raise InputError(f"--trials must be 0 or more, got {trials}")
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
-    if timeout is not None and timeout <= 0:
+    if workers > 256:
+        raise InputError(f"--workers {workers} is more processes than one machine can use; pass "
+                         "at most the number of CPU cores (or GPUs)")
+    if timeout is not None and not (timeout > 0):
         raise InputError(f"--timeout must be a positive number of seconds, got {timeout}")
-    if robust_eps is not None and not robust_eps > 0:
+    if epochs is not None and epochs < 1:
+        raise InputError(f"--epochs must be at least 1, got {epochs}")
+    if batch_size is not None and batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+    if robust_eps is not None and not (robust_eps > 0 and math.isfinite(robust_eps)):
         raise InputError(f"--robust-eps must be a positive number, got {robust_eps}")
     join = study is not None
     name = check_study_name(study) if study else default_study_name(data.stem)
+    if storage is not None:
+        open_storage(storage)  # a bad URL or an unreachable server: say so before any work
     url = storage or default_storage(name)
+    out = check_output_folder(_out(out, data), data)
     case = _case(data, target, task, model, optimizer, lr, epochs, batch_size, seed, device)
-    out = _out(out, data)
+    if resume or join:
+        check_resume(url, name, case.table, resume=resume, join=join)
     callbacks = [] if quiet else [_progress_callback(trials or DEFAULT_TRIALS)]
     report = run_fit(case, out, storage=url, study=name, trials=DEFAULT_TRIALS if trials is None else trials,
                      timeout=timeout, resume=resume, join=join, space=space.value, workers=workers,
@@ -176,15 +221,45 @@ def fit(data: Data, target: Target = None, task: TaskOpt = None, model: ModelOpt
 
 
 def _progress_callback(total: int):
+    """An Optuna callback showing the trials: a rich progress bar with the best value so far on
+    a terminal, one log line per trial otherwise (CI logs, pipes)."""
+    from rich.console import Console
+    from rich.progress import BarColumn
+    from rich.progress import MofNCompleteColumn
+    from rich.progress import Progress
+    from rich.progress import TextColumn
+    from rich.progress import TimeElapsedColumn
+
+    console = Console(stderr=True)
+    state: dict = {"done": 0, "bar": None, "task": None}
+
     def callback(study, trial) -> None:
+        state["done"] += 1
         try:
-            best = f"{study.best_value:.4f}"
+            best_trial = study.best_trial
+            best = f"{best_trial.value:.4f} (trial {best_trial.number})"
         except ValueError:
             best = "-"
         value = "-" if trial.value is None else f"{trial.value:.4f}"
-        reason = trial.user_attrs.get("reason", "")
-        log.info("trial %d/%d %s value=%s best=%s %s", trial.number + 1, total,
-                 trial.state.name.lower(), value, best, reason)
+        reason = trial.user_attrs.get("reason") or ""
+        if not console.is_terminal:
+            log.info("trial %d/%d %s value=%s best=%s %s", state["done"], total,
+                     trial.state.name.lower(), value, best, reason)
+            return
+        if state["bar"] is None:
+            bar = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
+                           TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
+                           TextColumn("[dim]{task.fields[last]}"), console=console)
+            bar.start()
+            state["bar"], state["task"] = bar, bar.add_task("trials", total=total, best=best, last="")
+            _progress_callback.active = bar
+        last = f"#{trial.number} {trial.state.name.lower()} {value}"
+        state["bar"].update(state["task"], completed=min(state["done"], total), best=best,
+                            last=last if not reason else f"{last}: {reason[:40]}")
+        if state["done"] >= total:
+            state["bar"].stop()
+            _progress_callback.active = None
+
     return callback
 
 
@@ -263,34 +338,75 @@ def dashboard(storage: Annotated[Optional[str], typer.Option("--storage", help="
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: runs the app and maps outcomes to the contract's exit codes."""
+    """Console entry point: runs the app and maps outcomes to the contract's exit codes.
+
+    0 success; 2 bad input or usage (one line naming the file, column, row or option; an error
+    raised inside the user's --model code counts as input too); 130 Ctrl-C, after Optuna has
+    recorded the running trial as failed and everything finished is stored; 1 anything else
+    (the traceback only with DOCTOR_DEBUG=1). Passwords in URLs are masked in every message.
+    """
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="doctor")
         code = rv if isinstance(rv, int) else 0
+        if code == 130:  # typer turns a KeyboardInterrupt into Exit(130) and returns it
+            raise KeyboardInterrupt
     except InputError as e:
-        print(f"doctor: error: {mask_text(str(e))}", file=sys.stderr)
+        print(f"doctor: error: {_one_line(e)}", file=sys.stderr)
         code = 2
     except typer.TyperException as e:  # usage errors of the (vendored) click parser
         if type(e).__name__ == "NoArgsIsHelpError":
             app(args=["--help"], standalone_mode=False, prog_name="doctor")
         else:
-            print(f"doctor: error: {mask_text(e.format_message())}", file=sys.stderr)
+            print(f"doctor: error: {_one_line(e.format_message())}", file=sys.stderr)
         code = 2
     except (KeyboardInterrupt, typer.Abort):
         print("doctor: interrupted; finished trials are saved in the study's storage", file=sys.stderr)
         code = 130
     except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except Exception as e:  # an internal error: one line, the traceback only on request
         if os.environ.get("DOCTOR_DEBUG"):
             raise
-        first = str(e).splitlines()[0] if str(e) else ""
-        print(f"doctor: internal error: {type(e).__name__}: {mask_text(first)} (set DOCTOR_DEBUG=1 "
-              "for the traceback)", file=sys.stderr)
-        code = 1
+        where = _user_code_frame(e)
+        first = _one_line(str(e)) if str(e) else ""
+        what = f"{type(e).__name__}: {first}" if first else type(e).__name__
+        if where is not None:  # the user's --model raised (e.g. only in training mode)
+            print(f"doctor: error: --model {where}: your code raised {what}; fix it (the doctor "
+                  "builds it as FUNC(n_features, n_outputs) and trains it on float batches)",
+                  file=sys.stderr)
+            code = 2
+        elif isinstance(e, OSError) and getattr(e, "filename", None):
+            print(f"doctor: error: {_one_line(e.filename)}: {e.strerror or what}; check the "
+                  "path, its permissions and the free disk space", file=sys.stderr)
+            code = 2
+        else:
+            print(f"doctor: internal error: {what} (set DOCTOR_DEBUG=1 for the traceback)",
+                  file=sys.stderr)
+            code = 1
     if argv is None:
         sys.exit(code)
     return code
+
+
+def _one_line(e: object) -> str:
+    """An error as one masked line (the contract: one line on stderr)."""
+    from doctor.storage import mask_text as mask_urls
+
+    text = str(e).strip()
+    parts = [l.strip() for l in text.splitlines() if l.strip()]
+    return mask_urls(mask_text(" ".join(parts)[:2000]))
+
+
+def _user_code_frame(e: BaseException) -> str | None:
+    """'FILE.py line N' of the innermost frame in the user's --model file, if any."""
+    tb = e.__traceback__
+    found = None
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        if isinstance(module, str) and module.startswith("doctor_user_model_"):
+            found = f"{tb.tb_frame.f_code.co_filename} line {tb.tb_lineno}"
+        tb = tb.tb_next
+    return found
 
 
 if __name__ == "__main__":

@@ -11,6 +11,11 @@ the one-hot inputs of a categorical column count as one), then
 normalised to sum to 1. With a zero baseline, the inactive one-hot inputs of a row carry no
 attribution, so this equals the mean |attribution| summed over the column's inputs.
 
+A third, model-agnostic view comes from scikit-learn's `permutation_importance` (Breiman
+2001): how much the loss grows when one original column is shuffled across rows (a
+categorical column's one-hot inputs move together). Its ranking is compared with integrated
+gradients' (Spearman), and a disagreement is said in words.
+
 The result is a plain JSON-able dict (the `explanations` key of report.json); the report only
 renders it. Captum is imported inside the function so `import doctor` stays fast.
 """
@@ -36,19 +41,23 @@ TOP_COLUMNS = 5
 IG_CHUNK = 12_500
 
 
-def explain(model: nn.Module, X: torch.Tensor, *, feature_names: Sequence[str],
-            groups: Sequence[str], task: str, n_classes: int = 0,
-            class_names: Sequence[str] | None = None, background: torch.Tensor | None = None,
+def explain(model: nn.Module, X: Any, *, feature_names: Sequence[str] | None = None,
+            groups: Sequence[str] | None = None, task: str = "classification", n_classes: int = 0,
+            class_names: Sequence[str] | None = None, background: Any = None,
             max_rows: int = 500, seed: int = 0, y: Any = None,
-            row_ids: Sequence[Any] | None = None) -> dict[str, Any]:
+            row_ids: Sequence[Any] | None = None,
+            permutation: bool = True) -> dict[str, Any]:
     """Explain a trained network on held-out rows, per original column.
 
     Args:
         model: any `nn.Module` mapping a float tensor (batch, n_features) to logits
             (batch, n_classes) or (batch, 1) for regression; it must live on X's device.
-        X: preprocessed held-out rows (the model's inputs).
-        feature_names: the name of each model input (e.g. ``"colour=red"``).
-        groups: the original CSV column of each model input; one-hot inputs share one.
+        X: preprocessed held-out rows (the model's inputs): a tensor, an array or a
+            DataFrame of numbers.
+        feature_names: the name of each model input (e.g. ``"colour=red"``); default: the
+            DataFrame's columns, else ``x0, x1, …``.
+        groups: the original CSV column of each model input; one-hot inputs share one;
+            default: every input is its own column.
         task: "classification" or "regression".
         n_classes: number of classes (classification).
         class_names: labels of the classes, in class-index order.
@@ -58,6 +67,9 @@ def explain(model: nn.Module, X: torch.Tensor, *, feature_names: Sequence[str],
         y: optional true targets of X (class indices, or values in the model's output units).
         row_ids: optional identifiers of X's rows (e.g. their CSV row numbers) reported as each
             explained row's `index`; default: the position in X.
+        permutation: also compute scikit-learn's permutation importance per column and its
+            agreement with integrated gradients (against `y`, or the model's own predictions
+            when `y` is not given).
 
     Returns:
         The record described in the module docstring; see `_record` for its keys.
@@ -72,11 +84,24 @@ def explain(model: nn.Module, X: torch.Tensor, *, feature_names: Sequence[str],
     from captum.attr import FeatureAblation
     from captum.attr import IntegratedGradients
 
-    feature_names, groups = [str(f) for f in feature_names], [str(g) for g in groups]
+    if isinstance(X, pd.DataFrame):
+        if feature_names is None:
+            feature_names = [str(c) for c in X.columns]
+        X = X.to_numpy(dtype=np.float32)
+    if feature_names is None:
+        n_in = int(np.shape(X)[1]) if len(np.shape(X)) == 2 else 0
+        feature_names = [f"x{i}" for i in range(n_in)]
+    feature_names = [str(f) for f in feature_names]
+    groups = list(feature_names) if groups is None else [str(g) for g in groups]
+    if task not in ("classification", "regression"):
+        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
     if len(groups) != len(feature_names):
         raise ValueError(f"groups has {len(groups)} entries but feature_names has "
                          f"{len(feature_names)}; give one original column per model input")
-    X = torch.as_tensor(X).detach().clone().float()  # a plain tensor even from inference mode
+    if not isinstance(X, torch.Tensor):
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        X = torch.as_tensor(np.array(X, dtype=np.float32), device=device)
+    X = X.detach().clone().float()  # a plain tensor even from inference mode
     if X.dim() != 2 or X.shape[1] != len(groups):
         raise ValueError(f"X must have shape (rows, {len(groups)}), got {tuple(X.shape)}")
     columns = list(dict.fromkeys(groups))  # original columns, first-seen order
@@ -129,11 +154,109 @@ def explain(model: nn.Module, X: torch.Tensor, *, feature_names: Sequence[str],
     ig_cols = _fold(ig.detach().cpu().numpy(), mask.cpu().numpy(), len(columns))
     first = [groups.index(c) for c in columns]  # ablation repeats a group's value on each input
     fa_cols = np.nan_to_num(fa.detach().cpu().numpy()[:, first].astype(np.float64))
-    return _record(
+    rec = _record(
         columns=columns, task=task, n_classes=n_classes, class_names=class_names,
         baseline_text=baseline_text, ig_cols=ig_cols, fa_cols=fa_cols,
         delta=delta.detach().cpu().double().numpy(), gap=gap, out=out_np,
         index=ids[index], y=y_np)
+    if permutation:
+        try:
+            perm = permutation_record(model, X, mask.cpu().numpy(), columns, task, out_np, y_np,
+                                      seed=seed)
+        except Exception as e:  # an extra view: never worth losing the explanation
+            perm = {"method": "permutation_importance", "error": f"{type(e).__name__}: {e}"}
+        perm["rank_correlation_with_ig"] = spearman(rec["global_importance"],
+                                                    perm.get("global_importance") or {})
+        if not perm.get("error"):
+            perm["comparison"] = compare(rec["global_importance"], perm["global_importance"])
+        rec["permutation"] = perm
+        rec["agreement"] += " " + _permutation_agreement(rec["global_importance"], perm)
+    return rec
+
+
+#: Shuffles per column for permutation importance (scikit-learn's default).
+N_REPEATS = 5
+
+
+class _TorchPredictor:
+    """A minimal scikit-learn-style estimator over a torch network, for permutation_importance.
+
+    Its X holds one *row index* per original column: column j of a row says which row's values
+    the inputs of column j take. Shuffling that column (what permutation_importance does)
+    therefore moves all one-hot inputs of a categorical column together.
+    """
+
+    def __init__(self, forward, X: torch.Tensor, mask: np.ndarray) -> None:
+        self.forward, self.X = forward, X
+        self.mask = torch.as_tensor(mask, device=X.device)
+
+    def fit(self, X, y=None) -> _TorchPredictor:  # already trained; sklearn asks for fit
+        return self
+
+    def logits(self, idx: np.ndarray) -> torch.Tensor:
+        idx = torch.as_tensor(np.asarray(idx, dtype=np.int64), device=self.X.device)
+        rows = idx[:, self.mask]  # (n, inputs): the source row of each input
+        x = torch.gather(self.X, 0, rows)
+        with torch.no_grad():
+            return self.forward(x).double()
+
+
+def _neg_loss(task: str):
+    def score(est: _TorchPredictor, idx: np.ndarray, y: np.ndarray) -> float:
+        out = est.logits(idx)
+        target = torch.as_tensor(y, device=out.device)
+        if task == "classification":
+            loss = torch.nn.functional.cross_entropy(out, target.long())
+        else:
+            loss = torch.nn.functional.mse_loss(out[:, 0], target.double())
+        return -float(torch.nan_to_num(loss, nan=1e6, posinf=1e6))
+    return score
+
+
+def permutation_record(model: nn.Module, X: torch.Tensor, mask: np.ndarray, columns: list[str],
+                       task: str, out: np.ndarray, y: np.ndarray | None, *,
+                       seed: int = 0) -> dict[str, Any]:
+    """scikit-learn's permutation importance of each original column on the explained rows."""
+    from sklearn.inspection import permutation_importance
+
+    if y is None:  # no labels: how much the model's own predictions depend on each column
+        target = out.argmax(1) if task == "classification" else out[:, 0]
+        against = "the model's own predictions (no labels were given)"
+    else:
+        target = y.astype(int) if task == "classification" else y.astype(float)
+        against = "the true labels" if task == "classification" else "the true values"
+    was = model.training
+    model.eval()
+    try:
+        est = _TorchPredictor(lambda x: model(x).reshape(len(x), -1), X, mask)
+        idx = np.tile(np.arange(len(X))[:, None], (1, len(columns)))
+        res = permutation_importance(est, idx, target, scoring=_neg_loss(task),
+                                     n_repeats=N_REPEATS, random_state=seed)
+    finally:
+        model.train(was)
+    mean, std = np.nan_to_num(res.importances_mean), np.nan_to_num(res.importances_std)
+    shares = np.clip(mean, 0, None)
+    order = sorted(range(len(columns)), key=lambda i: (-mean[i], i))
+    total = shares.sum()
+    return {
+        "method": "permutation_importance",
+        "scoring": ("increase in cross-entropy (log loss)" if task == "classification"
+                    else "increase in mean squared error (standardised target)"),
+        "against": against,
+        "n_repeats": N_REPEATS,
+        "global_importance": {columns[i]: float(shares[i] / total) if total > 0 else 0.0
+                              for i in order},
+        "loss_increase": {columns[i]: float(mean[i]) for i in order},
+        "loss_increase_std": {columns[i]: float(std[i]) for i in order},
+    }
+
+
+def _permutation_agreement(ig: dict[str, float], perm: dict[str, Any]) -> str:
+    if perm.get("error"):
+        return f"Permutation importance could not be computed ({perm['error']})."
+    cmp = perm.get("comparison") or compare(ig, perm.get("global_importance") or {})
+    return _agree_text("integrated gradients", "permutation importance (scikit-learn)", ig,
+                       perm.get("global_importance") or {}, cmp)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -212,23 +335,73 @@ def _explained_rows(out: np.ndarray, ig_cols: np.ndarray, columns: list[str], ta
     return which, rows
 
 
+#: A column "matters" to a method when its share reaches this fraction of an even split: the
+#: rankings are compared over such columns, since the order of columns that all sit at ~0 is
+#: noise for any method.
+RELEVANT_SHARE = 0.5
+
+
+def compare(a: dict[str, float], b: dict[str, float]) -> dict[str, Any]:
+    """How two importance rankings relate: Spearman over all columns and over those that matter.
+
+    `disagree` is True when the rankings of the columns that matter to either method correlate
+    below DISAGREE_BELOW, or (with fewer than two such columns) when the top columns differ.
+    """
+    keys = [k for k in a if k in b]
+    floor = RELEVANT_SHARE / max(len(keys), 1)
+    relevant = [k for k in keys if max(a[k], b[k]) >= floor]
+    rho_all = spearman(a, b)
+    rho_rel = spearman({k: a[k] for k in relevant}, {k: b[k] for k in relevant})
+    top_a, top_b = next(iter(a), None), next(iter(b), None)
+    if rho_rel is not None:
+        disagree = rho_rel < DISAGREE_BELOW
+    elif len(relevant) >= 2:  # no variation among them in one method: judge by the top column
+        disagree = top_a != top_b
+    else:
+        disagree = top_a != top_b and len(relevant) == 1 and relevant[0] != top_a
+    return {"rank_correlation": rho_all, "rank_correlation_relevant": rho_rel,
+            "relevant_columns": relevant, "same_top": top_a == top_b, "disagree": bool(disagree)}
+
+
+def _agree_text(name_a: str, name_b: str, a: dict[str, float], b: dict[str, float],
+                cmp: dict[str, Any]) -> str:
+    top_a, top_b = next(iter(a), None), next(iter(b), None)
+    rho, rho_rel, n_rel = cmp["rank_correlation"], cmp["rank_correlation_relevant"], \
+        len(cmp["relevant_columns"])
+    nums = []
+    if rho_rel is not None:
+        nums.append(f"Spearman rank correlation {rho_rel:.2f} over the {n_rel} columns that matter")
+    elif n_rel == 1:
+        nums.append(f"only '{cmp['relevant_columns'][0]}' carries a real share for either")
+    if rho is not None and (rho_rel is None or abs(rho - rho_rel) > 1e-9):
+        nums.append(f"Spearman {rho:.2f} over all columns, most of them near zero"
+                    if rho_rel is None else f"{rho:.2f} over all columns")
+    how = "; ".join(nums)
+    if rho is None and rho_rel is None and not cmp["disagree"] and top_a is None:
+        return (f"There are too few columns (or too little variation) to compare the rankings "
+                f"of {name_a} and {name_b}.")
+    if cmp["disagree"]:
+        return (f"{name_a[:1].upper() + name_a[1:]} and {name_b} disagree"
+                + (f" ({how})" if how else "")
+                + f": {name_a} puts '{top_a}' first, {name_b} '{top_b}'. Treat these importances "
+                "with caution: the model may rely on interactions or on correlated columns, or "
+                "behave differently far from the baseline.")
+    strong = rho_rel is not None and rho_rel >= 0.8 or (rho_rel is None and cmp["same_top"])
+    tops = (f"both put '{top_a}' first" if cmp["same_top"] else
+            f"{name_a} puts '{top_a}' first, {name_b} '{top_b}'")
+    return (f"{name_a[:1].upper() + name_a[1:]} and {name_b} {'agree' if strong else 'broadly agree'}"
+            + (f" ({how})" if how else "") + f"; {tops}.")
+
+
 def _agreement(ig: dict[str, float], fa: dict[str, float], rho: float | None,
                rel_delta: float | None) -> str:
-    top_ig, top_fa = next(iter(ig), None), next(iter(fa), None)
-    if rho is None:
+    """The sentence comparing integrated gradients with feature ablation (rho: over all columns)."""
+    cmp = compare(ig, fa)
+    if rho is None and cmp["rank_correlation_relevant"] is None and len(ig) < 2:
         text = ("There are too few columns (or too little variation) to compare the rankings "
                 "of integrated gradients and feature ablation.")
-    elif rho < DISAGREE_BELOW:
-        text = (f"The two methods disagree (Spearman rank correlation {rho:.2f}): integrated "
-                f"gradients puts '{top_ig}' first, feature ablation '{top_fa}'. Treat these "
-                "importances with caution: the model may rely on interactions or behave "
-                "differently far from the baseline.")
     else:
-        how = "agree" if rho >= 0.8 else "broadly agree"
-        tops = (f"both put '{top_ig}' first" if top_ig == top_fa else
-                f"integrated gradients puts '{top_ig}' first, feature ablation '{top_fa}'")
-        text = (f"Integrated gradients and feature ablation {how} (Spearman rank correlation "
-                f"{rho:.2f}); {tops}.")
+        text = _agree_text("integrated gradients", "feature ablation", ig, fa, cmp)
     if rel_delta is not None and rel_delta > 0.05:
         text += (f" Integrated gradients' completeness check is loose (median relative "
                  f"convergence delta {rel_delta:.2f}), so its numbers are approximate.")
@@ -255,7 +428,7 @@ def _record(*, columns: list[str], task: str, n_classes: int, class_names: Seque
         "convergence_delta_abs": float(np.median(np.abs(delta[np.isfinite(delta)])))
         if np.isfinite(delta).any() else None,
         "cross_check": {"method": "feature_ablation", "global_importance": fa_imp,
-                        "rank_correlation": rho},
+                        **compare(ig_imp, fa_imp)},
         "rows_selection": which,
         "rows": rows,
         "agreement": _agreement(ig_imp, fa_imp, rho, rel),
@@ -269,7 +442,7 @@ def _record(*, columns: list[str], task: str, n_classes: int, class_names: Seque
 
 
 def _empty(columns: list[str], task: str) -> dict[str, Any]:
-    rec = {"method": "integrated_gradients", "baseline": "none: nothing to explain",
+    rec: dict[str, Any] = {"method": "integrated_gradients", "baseline": "none: nothing to explain",
            "global_importance": {c: 0.0 for c in columns}, "convergence_delta": None,
            "cross_check": {"method": "feature_ablation",
                            "global_importance": {c: 0.0 for c in columns}, "rank_correlation": None},

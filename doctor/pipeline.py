@@ -25,6 +25,8 @@ from doctor.api import predict_arrays
 from doctor.bundle import Bundle
 from doctor.calibration import expected_calibration_error
 from doctor.calibration import reliability_bins
+from doctor.calibration import MIN_NLL_GAIN
+from doctor.calibration import temperature_scaling
 from doctor.checks import Evidence
 from doctor.checks.model import model_checks
 from doctor.checks.training import link_causes
@@ -35,6 +37,7 @@ from doctor.diagnosis import with_remedies
 from doctor.metrics import report_metrics
 from doctor.prepare import prepare
 from doctor.probes import default_probes
+from doctor.robustness import curve_eps
 from doctor.robustness import robust_curve
 from doctor.storage import mask
 from doctor.trainer import Run
@@ -66,6 +69,10 @@ def data_section(case: Case) -> dict[str, Any]:
             "source": str(t.source)}
 
 
+#: Columns described one by one in the report's data profile (the rest are counted).
+MAX_PROFILE_COLUMNS = 200
+
+
 def profile_section(diagnosis: Diagnosis, case: Case) -> dict[str, Any]:
     out: dict[str, Any] = {}
     t = case.table
@@ -80,7 +87,28 @@ def profile_section(diagnosis: Diagnosis, case: Case) -> dict[str, Any]:
     elif p is not None and p.reference is not None:
         out["reference"] = {"score": p.reference}
     out["columns"] = {"numeric": list(t.numeric), "categorical": list(t.categorical)}
+    out["column_stats"] = column_stats(t)
     return out
+
+
+def column_stats(t) -> dict[str, dict[str, Any]]:
+    """Per column: kind, missing share, distinct values, and median/spread/range if numeric."""
+    stats: dict[str, dict[str, Any]] = {}
+    n = max(len(t.X), 1)
+    for c in list(t.X.columns)[:MAX_PROFILE_COLUMNS]:
+        col = t.X[c]
+        row: dict[str, Any] = {"kind": "numeric" if c in t.numeric else "categorical",
+                               "missing_share": round(float(col.isna().sum()) / n, 5),
+                               "distinct": int(col.nunique(dropna=True))}
+        if c in t.numeric:
+            x = col.to_numpy(dtype=np.float64, na_value=np.nan)
+            x = x[np.isfinite(x)]
+            if len(x):
+                q1, med, q3 = np.quantile(x, [0.25, 0.5, 0.75])
+                row.update({"median": float(med), "iqr": float(q3 - q1), "std": float(x.std()),
+                            "min": float(x.min()), "max": float(x.max())})
+        stats[str(c)] = row
+    return stats
 
 
 def heldout(run: Run, case: Case, prepared, rows: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray | None]:
@@ -156,7 +184,10 @@ def cure_table(diagnosis: Diagnosis, after: list, applied: list[str]) -> list[di
             else:
                 row["status"], row["after"] = "remaining", {"note": "no remedy for it was chosen"}
         elif s.id not in after_by_id:
-            row["status"], row["after"] = "cured", {}
+            by = [r for r in s.remedies if r in applied]
+            if s.id == "poor_calibration" and "temperature_scaling" in applied:
+                by.append("temperature_scaling")
+            row["status"], row["after"] = "cured", ({"by": by} if by else {})
         else:
             a = after_by_id[s.id]
             row["status"] = "improved" if a.severity < s.severity - 0.05 else "remaining"
@@ -165,27 +196,131 @@ def cure_table(diagnosis: Diagnosis, after: list, applied: list[str]) -> list[di
     return rows
 
 
-def model_extras(run: Run, prepared, X_test: np.ndarray, case: Case) -> tuple[list, dict]:
-    """Robustness curve and calibration of a trained classifier on test rows."""
-    t = case.table
-    if t.task != "classification" or len(X_test) == 0:
+def logits_of(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
+    """The network's raw outputs for preprocessed rows (eval mode, no gradients, batched)."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            parts = [model(X[i:i + 8192]) for i in range(0, len(X), 8192)] or [model(X)]
+        return torch.cat(parts).reshape(len(X), -1).float()
+    finally:
+        model.train(was)
+
+
+def model_extras(run: Run, prepared, X_rows: np.ndarray, y_rows: np.ndarray, task: str, *,
+                 robust_eps: float | None = None, temperature: float = 1.0,
+                 held_out: str = "test rows") -> tuple[list, dict]:
+    """Robustness curve and calibration of a trained classifier on held-out rows.
+
+    The curve attacks at `robustness.curve_eps(robust_eps)`; calibration is measured on the
+    probabilities as shipped, i.e. after dividing the logits by `temperature`.
+    """
+    if task != "classification" or len(X_rows) == 0:
         return [], {}
     dev = prepared.X_train.device
-    X = torch.as_tensor(X_test[:1000], dtype=torch.float32, device=dev)
-    y = torch.as_tensor(t.y_codes()[case.split.test][:1000], device=dev)
-    curve = robust_curve(run.model, X, y, t.task)
-    _, proba = predict_arrays(run.model, X_test, t.task, device=str(dev))
-    yt = t.y_codes()[case.split.test]
-    calib = {"ece": expected_calibration_error(proba, yt), "bins": reliability_bins(proba, yt)}
+    X = torch.as_tensor(X_rows, dtype=torch.float32, device=dev)
+    y = torch.as_tensor(y_rows, device=dev)
+    curve = robust_curve(run.model, X[:MAX_ATTACK_ROWS], y[:MAX_ATTACK_ROWS], task,
+                         curve_eps(robust_eps))
+    logits = torch.nan_to_num(logits_of(run.model, X)).cpu().double()
+    proba = torch.softmax(logits / temperature, 1).numpy()
+    calib = {"ece": expected_calibration_error(proba, y_rows), "bins": reliability_bins(proba, y_rows),
+             "rows": int(len(y_rows)), "held_out": held_out, "temperature": float(temperature)}
     return curve, calib
+
+
+#: Held-out rows attacked for the robustness curve (FGSM + PGD-10 at each radius).
+MAX_ATTACK_ROWS = 1000
+ATTACK_TEXT = ("L-inf perturbations of the standardised features: FGSM (one signed-gradient step) "
+               "and PGD (10 projected steps, random start)")
+#: The radius the adversarial_vulnerability check attacks at (marked on the curve).
+CHECK_EPS = 0.05
+
+
+class TemperatureScaled(torch.nn.Module):
+    """A network whose logits are divided by a fitted temperature (what the bundle ships)."""
+
+    def __init__(self, model: torch.nn.Module, temperature: float) -> None:
+        super().__init__()
+        self.model, self.temperature = model, float(temperature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) / self.temperature
+
+
+def calibrate(run: Run, prepared, diagnosis: Diagnosis, after: list, X_test: np.ndarray,
+              y_test: np.ndarray) -> dict[str, Any] | None:
+    """Temperature scaling, the remedy for poor_calibration (Guo et al. 2017).
+
+    Considered when the diagnosis or the cure check found poor_calibration; the temperature is
+    fitted on validation rows and kept only when it lowers their negative log-likelihood. The
+    record holds the test-row ECE with and without it.
+    """
+    if prepared.task != "classification":
+        return None
+    found = [s.id for s in list(diagnosis.symptoms) + list(after) if s.id == "poor_calibration"]
+    if not found:
+        return {"applied": False, "temperature": 1.0,
+                "reason": "not needed: poor_calibration was not found"}
+    fit = temperature_scaling(logits_of(run.model, prepared.X_val), prepared.y_val)
+    rec: dict[str, Any] = {"applied": bool(fit["improves"]), **fit,
+                           "fitted_temperature": fit["temperature"]}
+    if len(X_test):
+        X = torch.as_tensor(X_test, dtype=torch.float32, device=prepared.X_train.device)
+        logits = torch.nan_to_num(logits_of(run.model, X)).cpu().double()
+        for key, temp in (("test_ece_before", 1.0), ("test_ece_after", fit["temperature"])):
+            rec[key] = expected_calibration_error(torch.softmax(logits / temp, 1).numpy(), y_test)
+        rec["bins_before"] = reliability_bins(torch.softmax(logits, 1).numpy(), y_test)
+    if not rec["applied"]:
+        rec["temperature"] = 1.0
+        rec["reason"] = ("not applied: the fitted temperature "
+                         f"{fit['temperature']:.3g} did not lower the validation NLL by "
+                         f"{MIN_NLL_GAIN:.0%} or more")
+    else:
+        rec["reason"] = (f"applied: dividing the logits by {fit['temperature']:.3g} lowers the "
+                         f"validation NLL from {fit['val_nll_before']:.4f} to "
+                         f"{fit['val_nll_after']:.4f}")
+    return rec
+
+
+def recheck_calibration(run: Run, prepared, diagnosis: Diagnosis, after: list,
+                        temperature: float, X_test: np.ndarray, y_test: np.ndarray) -> list:
+    """The cure check's symptom list with poor_calibration measured on the shipped model.
+
+    The temperature was fitted on validation rows, so the check runs on test rows (when there
+    are enough for it), which neither trained the network nor fitted the temperature.
+    """
+    from dataclasses import replace
+
+    from doctor.checks.model import PoorCalibration
+
+    check = PoorCalibration()
+    data = prepared
+    if len(y_test) >= check.min_rows:
+        dev = prepared.X_train.device
+        data = replace(prepared, X_val=torch.as_tensor(X_test, dtype=torch.float32, device=dev),
+                       y_val=torch.as_tensor(y_test, device=dev))
+    rest = [s for s in after if s.id != "poor_calibration"]
+    ev = Evidence(profile=diagnosis.profile, trace=run.trace,
+                  model=TemperatureScaled(run.model, temperature), data=data,
+                  val_score=run.val_score,
+                  found=[s for s in diagnosis.symptoms if s.stage == "data"] + rest)
+    return with_remedies(rest + check.run(ev))
 
 
 def trials_section(study: optuna.Study) -> list[dict]:
     rows = []
     for tr in study.get_trials(deepcopy=False):
-        rows.append({"number": tr.number, "state": tr.state.name, "value": tr.value,
-                     "params": tr.params, "symptoms": tr.user_attrs.get("symptoms", []),
-                     "reason": tr.user_attrs.get("reason") or tr.user_attrs.get("error")})
+        row = {"number": tr.number, "state": tr.state.name, "value": tr.value,
+               "params": tr.params, "symptoms": tr.user_attrs.get("symptoms", []),
+               "reason": tr.user_attrs.get("reason") or tr.user_attrs.get("error")}
+        for key in ("val_loss", "robust_accuracy", "clean_score", "epochs_run"):
+            if key in tr.user_attrs:
+                row[key] = tr.user_attrs[key]
+        if tr.user_attrs.get("doctor:prescribed"):
+            row["prescribed"] = True
+        rows.append(row)
     return rows
 
 
@@ -207,6 +342,7 @@ def param_importances(study: optuna.Study) -> dict[str, float]:
 
 
 def verdict(report: dict) -> str:
+    """The report's first paragraph: what was wrong, what fixed it and what it gained."""
     syms = report["symptoms"]
     if not syms:
         head = "No symptoms found: the data and the recipe look healthy."
@@ -217,43 +353,138 @@ def verdict(report: dict) -> str:
     if base and best:
         key = "balanced_accuracy" if "balanced_accuracy" in base else "r2"
         gain = best[key] - base[key]
-        applied = report["best"].get("remedies_applied") or []
-        what = f"remedies {', '.join(applied)}" if applied else "the search's best configuration"
-        head += (f" With {what}, held-out {key.replace('_', ' ')} went from {base[key]:.3f} to "
-                 f"{best[key]:.3f} ({gain:+.3f}).")
+        applied = [a for a in report["best"].get("remedies_applied") or []
+                   if a != "temperature_scaling"]
+        if report["best"].get("kept_recipe_as_given"):
+            head += (f" No remedy beat your recipe on validation rows, so it is kept; held-out "
+                     f"{key.replace('_', ' ')} {base[key]:.3f}.")
+        else:
+            what = f"remedies {', '.join(applied)}" if applied else "the search's best configuration"
+            head += (f" With {what}, held-out {key.replace('_', ' ')} went from {base[key]:.3f} to "
+                     f"{best[key]:.3f} ({gain:+.3f}).")
+        cure = report.get("cure") or []
+        if cure:
+            fixed = sum(c.get("status") in ("cured", "treated") for c in cure)
+            head += f" {fixed} of {len(cure)} symptom(s) cured or treated."
+    ts = (report.get("calibration") or {}).get("temperature_scaling") or {}
+    if ts.get("applied") and ts.get("test_ece_before") is not None:
+        head += (f" Temperature scaling (T = {ts['temperature']:.2f}) took the expected calibration "
+                 f"error on test rows from {ts['test_ece_before']:.3f} to {ts['test_ece_after']:.3f}.")
+    rob = report.get("robustness") or {}
+    eps = rob.get("robust_eps")
+    if eps and rob.get("baseline") and rob.get("best"):
+        at = {n: next((p["pgd"] for p in rob[n] if abs(p["eps"] - eps) < 1e-9), None)
+              for n in ("baseline", "best")}
+        if None not in at.values():
+            head += (f" Under PGD attacks of size {eps:g}, accuracy went from {at['baseline']:.3f} "
+                     f"to {at['best']:.3f}.")
     return head
 
 
+def _md(text: Any) -> str:
+    """User text for a markdown note: markup characters escaped, one line."""
+    out = str(text).replace("\n", " ").replace("\r", " ")
+    for ch in "\\`*_[]<>#|~&":
+        out = out.replace(ch, "\\" + ch)
+    return out
+
+
+def _md_value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (dict, list)):
+        v = json_text(v)
+        v = v if len(v) <= 120 else v[:119] + "…"
+    return _md(v)
+
+
+def json_text(v: Any) -> str:
+    import json
+
+    return json.dumps(v, default=str)
+
+
 def dashboard_note(report: dict, prescription: dict) -> str:
-    lines = ["# doctor: diagnosis and prescription", "", f"Data: `{report['data']['source']}`, target "
-             f"`{report['data']['target']}` ({report['data']['task']}).", "", "## Symptoms", ""]
-    for s in report["symptoms"] or []:
-        lines.append(f"- **{s['id']}** (severity {s['severity']:.2f}): {s['summary']}")
-    if not report["symptoms"]:
-        lines.append("- none: a clean bill of health")
-    lines += ["", "## Prescription (enqueued as the first trial)", ""]
-    lines += [f"- `{k}` = `{v}`" for k, v in prescription.items()] or ["- nothing to prescribe"]
+    """The study's markdown note in optuna-dashboard: diagnosis, prescription, cure, verdict."""
+    d = report["data"]
+    lines = ["# doctor: diagnosis and prescription", ""]
     if report.get("verdict"):
-        lines += ["", "## Verdict", "", report["verdict"]]
+        lines += ["**Verdict.** " + _md(report["verdict"]), ""]
+    lines += [f"Data: {_md(d.get('source'))}, target {_md(d.get('target'))} ({_md(d.get('task'))}), "
+              f"{d.get('rows')} rows, {d.get('columns')} feature columns.", "", "## Symptoms", ""]
+    if report["symptoms"]:
+        lines += ["| symptom | stage | severity | summary |", "| --- | --- | --- | --- |"]
+        for s in report["symptoms"]:
+            lines.append(f"| **{_md(s['id'])}** | {s['stage']} | {s['severity']:.2f} | "
+                         f"{_md(s['summary'])} |")
+    else:
+        lines.append("None: a clean bill of health.")
+    lines += ["", "## Prescription (enqueued as the first trial)", ""]
+    lines += [f"- {_md(k)} = {_md_value(v)}" for k, v in prescription.items()] or \
+        ["- nothing to prescribe"]
+    best = report.get("best") or {}
+    if best:
+        lines += ["", "## Treatment", ""]
+        applied = best.get("remedies_applied") or []
+        lines.append("Winning remedies: " + (", ".join(_md(a) for a in applied) if applied else
+                                             "none (the recipe as given was kept)") + ".")
+        base_m, best_m = (report.get("baseline") or {}).get("metrics") or {}, best.get("metrics") or {}
+        keys = [k for k in best_m if isinstance(best_m.get(k), (int, float))
+                and isinstance(base_m.get(k), (int, float))]
+        if keys:
+            lines += ["", "| metric (test rows) | baseline | best |", "| --- | --- | --- |"]
+            lines += [f"| {_md(k)} | {base_m[k]:.4f} | {best_m[k]:.4f} |" for k in keys]
+    if report.get("cure"):
+        lines += ["", "## Cure check", "", "| symptom | status |", "| --- | --- |"]
+        lines += [f"| {_md(c['id'])} | {_md(c['status'])} |" for c in report["cure"]]
+    ex = report.get("explanations") or {}
+    if ex.get("global_importance"):
+        top = list(ex["global_importance"].items())[:5]
+        lines += ["", "## Explanations", "", "Most important columns (integrated gradients): "
+                  + ", ".join(f"{_md(k)} ({v:.2f})" for k, v in top) + ".",
+                  "", _md(ex.get("agreement", ""))]
+    lines += ["", "The full report (report.html) and the model bundle are attached to this study "
+              "as artifacts."]
     return "\n".join(lines)
+
+
+#: The study artifacts `fit` uploads: file name in OUT → mimetype. The bundle travels as one
+#: zip (bundle.json + model.pt) so `doctor predict` can use it once unpacked.
+ARTIFACTS = {"report.html": "text/html", "report.json": "application/json"}
+BUNDLE_ZIP = "model-bundle.zip"
 
 
 def attach_to_study(study: optuna.Study, storage_url: str, report: dict, prescription: dict,
                     out: Path) -> None:
-    """The prescription as the study's note; the report and bundle metadata as artifacts."""
+    """The diagnosis and prescription as the study's note; the report and bundle as artifacts."""
     try:
         import optuna_dashboard
     except ImportError:
         return
     try:
         optuna_dashboard.save_note(study, dashboard_note(report, prescription))
+        study.set_user_attr("doctor:symptoms", [s["id"] for s in report["symptoms"]])
+        if report.get("best"):
+            study.set_user_attr("doctor:remaining_symptoms", list(report["best"].get("symptoms") or []))
+        if report.get("verdict"):
+            study.set_user_attr("doctor:verdict", report["verdict"])
         base = artifact_dir(storage_url, study.study_name)
         store = optuna.artifacts.FileSystemArtifactStore(str(base))
-        for name, mime in (("report.html", "text/html"), ("report.json", "application/json"),
-                           ("bundle.json", "application/json")):
+        for name, mime in ARTIFACTS.items():
             if (out / name).exists():
                 optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(out / name),
                                                  study_or_trial=study, mimetype=mime)
+        files = [f for f in ("bundle.json", "model.pt") if (out / f).exists()]
+        if files:
+            import zipfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                zpath = Path(tmp) / BUNDLE_ZIP
+                with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as z:
+                    for f in files:
+                        z.write(out / f, arcname=f)
+                optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(zpath),
+                                                 study_or_trial=study, mimetype="application/zip")
     except Exception as e:  # the note is a convenience; the run's results are already saved
         log.warning("could not attach the note/artifacts to the study: %s", mask(str(e)))
 
@@ -271,13 +502,20 @@ def artifact_dir(storage_url: str, study: str) -> Path:
 # ----------------------------------------------------------------------------- commands
 def run_diagnose(case: Case, out: Path, *, command: str = "") -> dict:
     diagnosis, run, prepared = diagnose_table(case.table, case.split, case.recipe, device=case.device)
-    val_metrics, _, _ = heldout(run, case, prepared, case.split.val)
+    val_metrics, Xv, _ = heldout(run, case, prepared, case.split.val)
     report = {"data": data_section(case), "symptoms": [s.to_dict() for s in diagnosis.symptoms],
               "baseline": {"metrics": val_metrics, "held_out": "validation rows",
                            "recipe": case.recipe.as_dict()},
               "traces": {"baseline": run.trace.to_dict()},
               "profile": profile_section(diagnosis, case),
               "versions": versions(), "command": command}
+    if not run.trace.diverged:
+        curve, cal = model_extras(run, prepared, Xv, case.table.y_codes()[case.split.val],
+                                  case.table.task, held_out="validation rows")
+        if curve:
+            report["robustness"] = {"baseline": curve, "held_out": "validation rows",
+                                    "attack": ATTACK_TEXT, "check_eps": CHECK_EPS}
+            report["calibration"] = {"baseline": cal}
     report["verdict"] = verdict(report)
     write_outputs(out, report, None)
     return report
@@ -297,21 +535,40 @@ def run_fit(case: Case, out: Path, *, storage: str, study: str, trials: int,
                   workers=workers, device=case.device, callbacks=callbacks,
                   robust_eps=robust_eps)
     best_recipe = result.best_recipe
+    if result.best_value is None or result.best_value < base_run.val_score:
+        # The recipe as given beat every trial on the validation rows: keep it. A tie goes to
+        # the search's best (the prescription, when it ties, since it ran first): the
+        # diagnosis is evidence the validation rows are too few to show.
+        best_recipe = recipe
+    best_params = result.best_params if best_recipe is result.best_recipe else {}
     best_prep = prepare(case.table, case.split, best_recipe, device=case.device, noisy=noisy)
     best_run = Trainer(best_recipe, probes=default_probes()).fit(best_prep)
     after = rediagnose(best_run, best_prep, diagnosis)
     import search_spaces
 
-    applied = remedies_applied(result.best_params, diagnosis,
+    applied = remedies_applied(best_params, diagnosis,
                                search_spaces.select(diagnosis, space="full"))
     base_test, Xb, _ = heldout(base_run, case, base_prep, case.split.test)
     best_test, Xt, _ = heldout(best_run, case, best_prep, case.split.test)
+    y_test = case.table.y_codes()[case.split.test]
+    temp = calibrate(best_run, best_prep, diagnosis, after, Xt, y_test)
+    temperature = temp["temperature"] if temp and temp.get("applied") else 1.0
+    if temperature != 1.0:
+        applied = applied + ["temperature_scaling"]
+        after = recheck_calibration(best_run, best_prep, diagnosis, after, temperature, Xt, y_test)
+        if best_test.get("log_loss") is not None:  # the shipped probabilities are the scaled ones
+            best_test = dict(best_test)
+            _, proba = predict_arrays(best_run.model, Xt, case.table.task, temperature=temperature,
+                                      device=str(best_prep.X_train.device))
+            best_test["log_loss"] = report_metrics(y_test, proba.argmax(1), proba, case.table.task,
+                                                   len(case.table.classes or []))["log_loss"]
     report: dict[str, Any] = {
         "data": data_section(case),
         "symptoms": [s.to_dict() for s in diagnosis.symptoms],
         "baseline": {"metrics": base_test, "held_out": "test rows", "recipe": case.recipe.as_dict(),
                      "val_score": base_run.val_score},
-        "best": {"params": result.best_params, "metrics": best_test, "symptoms": [s.id for s in after],
+        "best": {"params": best_params, "kept_recipe_as_given": not best_params,
+                 "best_trial_params": result.best_params, "metrics": best_test, "symptoms": [s.id for s in after],
                  "symptom_details": [s.to_dict() for s in after], "recipe": best_recipe.as_dict(),
                  "remedies_applied": applied, "val_score": best_run.val_score},
         "study": {"storage": result.storage, "name": result.study.study_name,
@@ -322,29 +579,46 @@ def run_fit(case: Case, out: Path, *, storage: str, study: str, trials: int,
 
     t = case.table
     Xt_tensor = torch.as_tensor(Xt, dtype=torch.float32, device=best_prep.X_train.device)
+    # True targets in the model's output units: class indices, or standardised values.
+    y_model = y_test if t.task == "classification" else (
+        (y_test.astype(np.float64) - best_prep.y_mean) / (best_prep.y_std or 1.0))
     report["explanations"] = explain(
         best_run.model, Xt_tensor, feature_names=best_prep.pre.feature_names_out_,
         groups=best_prep.pre.groups_, task=t.task, n_classes=len(t.classes or []),
         class_names=[str(c) for c in t.classes] if t.classes else None, seed=recipe.seed,
-        y=torch.as_tensor(t.y_codes()[case.split.test], device=Xt_tensor.device)
-        if t.task == "classification" else None,
+        y=torch.as_tensor(y_model, device=Xt_tensor.device),
         row_ids=[int(i) + 2 for i in case.split.test])  # CSV line numbers
     report["cure"] = cure_table(diagnosis, after, applied)
     report["trials"] = trials_section(result.study)
     report["param_importances"] = param_importances(result.study)
     report["traces"] = {"baseline": base_run.trace.to_dict(), "best": best_run.trace.to_dict()}
     report["profile"] = profile_section(diagnosis, case)
-    base_curve, base_cal = model_extras(base_run, base_prep, Xb, case)
-    best_curve, best_cal = model_extras(best_run, best_prep, Xt, case)
-    if base_curve:
-        report["robustness"] = {"baseline": base_curve, "best": best_curve}
+    base_curve, base_cal = [], {}
+    if not base_run.trace.diverged:  # a diverged network has nothing to attack or calibrate
+        base_curve, base_cal = model_extras(base_run, base_prep, Xb, y_test, t.task,
+                                            robust_eps=robust_eps)
+    best_curve, best_cal = model_extras(best_run, best_prep, Xt, y_test, t.task,
+                                        robust_eps=robust_eps, temperature=temperature)
+    if best_curve or base_curve:
+        report["robustness"] = {"baseline": base_curve, "best": best_curve, "held_out": "test rows",
+                                "attack": ATTACK_TEXT, "robust_eps": robust_eps,
+                                "check_eps": CHECK_EPS}
         report["calibration"] = {"baseline": base_cal, "best": best_cal}
+        if temp is not None:
+            report["calibration"]["temperature_scaling"] = temp
     report["versions"] = versions()
     report["command"] = command
     report["seconds"] = round(time.perf_counter() - started, 2)
     report["verdict"] = verdict(report)
-    bundle = Bundle(best_run.model.cpu(), best_recipe, best_prep.pre, t.task, t.target, t.classes,
-                    best_prep.y_mean, best_prep.y_std)
+    from doctor.refit import refit_all_rows
+
+    final_run, final_prep, refit = refit_all_rows(case, best_recipe, best_run, noisy=noisy)
+    if final_run.trace.diverged:  # keep the validated model rather than a broken refit
+        final_run, final_prep, refit = best_run, best_prep, {"skipped": final_run.trace.diverged["reason"]}
+    report["best"]["refit"] = refit
+    # The temperature was fitted on the validated model; the refit shares its recipe and epochs.
+    bundle = Bundle(final_run.model.cpu(), best_recipe, final_prep.pre, t.task, t.target, t.classes,
+                    final_prep.y_mean, final_prep.y_std, temperature=temperature)
     write_outputs(out, report, bundle)
     attach_to_study(result.study, storage, report, result.prescription, Path(out))
     return report

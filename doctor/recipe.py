@@ -152,13 +152,24 @@ def default_budget(n_train: int) -> tuple[int, int]:
 
 
 def load_factory(ref: str) -> Callable[[int, int], nn.Module]:
-    """Import `FUNC` from `FILE.py` (`--model FILE.py:FUNC`). This runs the user's code."""
-    if ":" not in ref:
+    """Import `FUNC` from `FILE.py` (`--model FILE.py:FUNC`). This runs the user's code.
+
+    Every way it can fail is an `InputError` naming the file: no such file, not a .py file, the
+    import raising (syntax errors and `sys.exit` included), no such function.
+    """
+    if not isinstance(ref, str) or ":" not in ref or not ref.rsplit(":", 1)[1].strip():
         raise InputError(f"--model must look like FILE.py:FUNC, got '{ref}'")
     file, func = ref.rsplit(":", 1)
+    func = func.strip()
     path = Path(file)
+    if path.is_dir():
+        raise InputError(f"--model: '{file}' is a folder; pass the path of your Python file")
     if not path.is_file():
         raise InputError(f"--model: no such file '{file}'; pass the path of your Python file")
+    if path.suffix != ".py":
+        raise InputError(f"--model: '{file}' is not a Python file (.py); pass FILE.py:FUNC")
+    if not func.isidentifier():
+        raise InputError(f"--model: '{func}' is not a Python function name; pass FILE.py:FUNC")
     name = f"doctor_user_model_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
@@ -167,11 +178,16 @@ def load_factory(ref: str) -> Callable[[int, int], nn.Module]:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as e:  # the user's code may raise anything
-        raise InputError(f"--model: importing '{file}' raised {type(e).__name__}: {e}; fix the "
-                         "file") from None
+    except (Exception, SystemExit) as e:  # the user's code may raise anything, or exit
+        sys.modules.pop(name, None)
+        what = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        raise InputError(f"--model: importing '{file}' raised {what}; fix the file") from None
     fn = getattr(module, func, None)
     if not callable(fn):
-        raise InputError(f"--model: '{file}' has no function '{func}'; define "
+        defined = sorted(k for k, v in vars(module).items()
+                         if callable(v) and not k.startswith("_")
+                         and getattr(v, "__module__", None) == name)
+        hint = f" (it defines {', '.join(defined[:5])})" if defined else ""
+        raise InputError(f"--model: '{file}' has no function '{func}'{hint}; define "
                          f"{func}(n_features, n_outputs) returning a torch.nn.Module")
     return fn

@@ -14,20 +14,14 @@ from sklearn.preprocessing import StandardScaler
 
 torch.set_num_threads(1)
 
+from helpers import blobs_frame  # noqa: E402  (tests/ is on sys.path: no tests/__init__.py)
+
 
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path, monkeypatch):
     """Every test runs in its own folder, so studies/ and doctor-out/ never leak."""
     monkeypatch.chdir(tmp_path)
     yield
-
-
-def blobs_frame(n: int = 300, seed: int = 0, target: str = "label") -> pd.DataFrame:
-    X, y = datasets.make_classification(n, 6, n_informative=4, n_redundant=0, class_sep=1.5,
-                                        random_state=seed)
-    df = pd.DataFrame(StandardScaler().fit_transform(X), columns=[f"f{i}" for i in range(6)])
-    df[target] = y
-    return df
 
 
 @pytest.fixture

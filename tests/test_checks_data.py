@@ -327,7 +327,8 @@ def test_high_dimensionality_fires_on_wide_table():
 
 def test_high_dimensionality_counts_one_hot_columns():
     rng = np.random.default_rng(7)
-    df = pd.DataFrame({"x": rng.normal(size=500), "city": [f"c{k}" for k in rng.integers(0, 250, 500)],
+    df = pd.DataFrame({"x": rng.normal(size=500),
+                       "city": [f"c{k}" for k in rng.integers(0, 250, 500)],
                        "target": rng.integers(0, 2, 500)})
     s = one(HighDimensionality(), cheap(df))
     assert s.evidence["one_hot_widths"]["city"] > 100
@@ -344,7 +345,7 @@ def test_limited_data_fires_when_the_curve_still_climbs():
     X = rng.uniform(-1, 1, (600, 2))
     y = ((np.floor(X[:, 0] * 3) + np.floor(X[:, 1] * 3)) % 2).astype(int)  # a checkerboard
     s = one(LimitedData(), full(frame(X, y)))
-    assert s.evidence["gain"] >= 0.05 and s.evidence["p_value"] < 0.05
+    assert s.evidence["gain"] >= 0.08 and s.evidence["p_value"] < 0.05
 
 
 def test_limited_data_silent_on_large_easy_data():

@@ -21,7 +21,7 @@ from doctor.probes import default_probes
 from doctor.recipe import Recipe
 from doctor.trace import Trace
 from doctor.trainer import Trainer
-from tests.conftest import blobs_frame
+from helpers import blobs_frame
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from tests.conftest import blobs_frame
+from helpers import blobs_frame
 
 FAST = ["--epochs", "4", "--quiet"]
 
@@ -121,7 +121,7 @@ MALFORMED = [
     ("target missing", lambda: ["diagnose", write("m.csv", "a,label\n" + "1,0\n2,1\n" * 10 + "3,\n")],
      "missing value"),
     ("ragged rows", lambda: ["diagnose", write("r.csv", "a,b,label\n1,2,0\n" * 10 + "1,2,3,4,5\n")],
-     "cannot parse"),
+     "has 5 fields but the header has 3"),
     ("missing model file", lambda: ["diagnose", "blobs.csv", "--model", "nope.py:build"], "no such file"),
     ("model lacks function", lambda: ["diagnose", "blobs.csv", "--model", f"{write('n.py', 'x = 1')}:build"],
      "has no function"),

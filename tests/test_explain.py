@@ -167,3 +167,118 @@ def test_agreement_sentence_says_plainly_when_methods_disagree():
     assert "agree" in _agreement(a, a, spearman(a, a), 0.001)
     assert spearman({"x": 1.0}, {"x": 1.0}) is None
     assert np.isfinite(spearman(a, {"x": 0.5, "y": 0.5, "z": 0.0}))
+
+
+# ----------------------------------------------------------------------------- permutation, API
+def test_permutation_importance_moves_one_hot_inputs_together_and_agrees():
+    from doctor.explain import compare
+
+    g = torch.Generator().manual_seed(4)
+    n = 500
+    num = torch.randn(n, 2, generator=g)
+    cat = torch.randint(0, 3, (n,), generator=g)
+    X = torch.cat([num, F.one_hot(cat, 3).float()], dim=1)
+    y = ((cat == 0) ^ (num[:, 0] > 1.2)).long()
+    net = _train(nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 2)), X, y,
+                 task="classification", steps=300)
+    names = ["a", "b", "colour=red", "colour=green", "colour=blue"]
+    groups = ["a", "b", "colour", "colour", "colour"]
+    rec = explain(net, X, feature_names=names, groups=groups, task="classification", n_classes=2, y=y)
+    perm = rec["permutation"]
+    assert perm["method"] == "permutation_importance" and "error" not in perm
+    assert set(perm["global_importance"]) == {"a", "b", "colour"}
+    assert next(iter(perm["global_importance"])) == "colour"
+    assert perm["global_importance"]["b"] < 0.1  # noise
+    assert sum(perm["global_importance"].values()) == pytest.approx(1.0)
+    assert perm["loss_increase"]["colour"] > perm["loss_increase"]["b"]
+    assert perm["against"] == "the true labels"
+    assert perm["rank_correlation_with_ig"] is not None
+    assert perm["comparison"] == compare(rec["global_importance"], perm["global_importance"])
+    assert not perm["comparison"]["disagree"]
+    assert "permutation importance (scikit-learn) agree" in rec["agreement"]
+    assert "disagree" not in rec["agreement"]
+    # without labels it measures how the model's own predictions depend on each column
+    no_y = explain(net, X, feature_names=names, groups=groups, task="classification", n_classes=2)
+    assert "own predictions" in no_y["permutation"]["against"]
+    assert next(iter(no_y["permutation"]["global_importance"])) == "colour"
+
+
+def test_disagreement_is_said_in_words_over_the_columns_that_matter():
+    from doctor.explain import _agree_text
+    from doctor.explain import compare
+
+    ig = {"x": 0.5, "y": 0.4, "n1": 0.05, "n2": 0.05}
+    swapped = {"y": 0.9, "x": 0.02, "n2": 0.05, "n1": 0.03}
+    cmp = compare(ig, swapped)
+    assert cmp["relevant_columns"] == ["x", "y"] and cmp["disagree"]
+    text = _agree_text("integrated gradients", "permutation importance", ig, swapped, cmp)
+    assert "disagree" in text and "'x'" in text and "'y'" in text
+    # noise columns shuffled among themselves do not make two rankings "disagree"
+    noisy = {"x": 0.7, "y": 0.26, "n2": 0.03, "n1": 0.01}
+    cmp = compare(ig, noisy)
+    assert not cmp["disagree"] and cmp["rank_correlation_relevant"] == pytest.approx(1.0)
+    assert "agree" in _agree_text("integrated gradients", "feature ablation", ig, noisy, cmp)
+
+
+class UserNet(nn.Module):
+    """A user's own module: functional activations, a skip connection, dropout."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.inp, self.hidden, self.out = nn.Linear(d, 24), nn.Linear(24, 24), nn.Linear(24, 3)
+        self.drop = nn.Dropout(0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.silu(self.inp(x))
+        return self.out(self.drop(h + torch.tanh(self.hidden(h))))
+
+
+def test_python_api_explains_a_users_module_on_a_dataframe():
+    import pandas as pd
+
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame(rng.normal(size=(450, 4)), columns=["age", "noise", "income", "other"])
+    y = np.digitize(frame["income"].to_numpy(), [-0.5, 0.5])  # three classes from one column
+    net = _train(UserNet(4), torch.tensor(frame.to_numpy(), dtype=torch.float32),
+                 torch.as_tensor(y), task="classification", steps=300)
+    rec = explain(net, frame, y=y, n_classes=3, class_names=["low", "mid", "high"])
+    assert set(rec["global_importance"]) == {"age", "noise", "income", "other"}
+    for ranking in (rec["global_importance"], rec["cross_check"]["global_importance"],
+                    rec["permutation"]["global_importance"]):
+        assert next(iter(ranking)) == "income"
+    assert set(rec["per_class"]) <= {"low", "mid", "high"}
+    assert rec["convergence_delta"] is not None
+    plain = explain(net, frame.to_numpy(), n_classes=3)  # an array: inputs named x0, x1, …
+    assert next(iter(plain["global_importance"])) == "x2"
+
+
+# ----------------------------------------------------------------------------- a real fit
+def planted_frame(n: int = 300, seed: int = 0):
+    """One informative column among five pure-noise columns (labels 20 % noisy)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({f"noise{i}": rng.normal(size=n) for i in range(5)})
+    df.insert(2, "planted", rng.normal(size=n))
+    df["target"] = (df["planted"] + 0.5 * rng.normal(size=n) > 0).astype(int)
+    return df
+
+
+def test_planted_feature_ranks_first_in_a_real_fit(cli, tmp_path):
+    import json
+
+    planted_frame().to_csv("planted.csv", index=False)
+    assert cli("fit", "planted.csv", "--epochs", "5", "--trials", "2", "--out", "out",
+               "--storage", f"sqlite:///{tmp_path / 's.db'}", "--quiet") == 0
+    ex = json.loads((tmp_path / "out" / "report.json").read_text())["explanations"]
+    assert next(iter(ex["global_importance"])) == "planted"
+    assert next(iter(ex["cross_check"]["global_importance"])) == "planted"
+    assert next(iter(ex["permutation"]["global_importance"])) == "planted"
+    assert ex["global_importance"]["planted"] > 2 * max(v for k, v in ex["global_importance"].items()
+                                                        if k != "planted")
+    assert not ex["cross_check"]["disagree"] and not ex["permutation"]["comparison"]["disagree"]
+    assert "both put 'planted' first" in ex["agreement"]
+    assert ex["convergence_delta"] is not None and "zeros" in ex["baseline"]
+    assert ex["rows"] and all("attributions" in r for r in ex["rows"])
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert 'id="fig-importance"' in html and "both put &#39;planted&#39; first" in html

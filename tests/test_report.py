@@ -6,6 +6,8 @@ import json
 import math
 import re
 
+from pathlib import Path
+
 import pytest
 
 from doctor.report import build_view
@@ -56,7 +58,13 @@ def diagnose_record() -> dict:
         "profile": {"class_counts": {"no": 270, EVIL: 30},
                     "learning_curve": [{"fraction": f, "rows": int(240 * f), "score": 0.6 + 0.2 * f}
                                        for f in (0.25, 0.5, 1.0)],
-                    "reference": {"score": 0.8, "model": "logistic regression"}},
+                    "reference": {"score": 0.8, "model": "logistic regression"},
+                    "column_stats": {
+                        EVIL: {"kind": "numeric", "missing_share": 0.1, "distinct": 250,
+                               "median": 0.0, "std": 1.0, "min": -3.0, "max": 3.0},
+                        "price $ (usd)": {"kind": "numeric", "missing_share": 0.0, "distinct": 200,
+                                          "median": 5000.0, "std": 2500.0, "min": 10.0, "max": 1e4},
+                        "$x$": {"kind": "categorical", "missing_share": 0.0, "distinct": 1}}},
         "versions": {"torch": "2.13.0", "doctor": "0.1.0"},
         "command": f"doctor diagnose '{EVIL}.csv'",
         "verdict": "Found 5 symptom(s).",
@@ -225,3 +233,256 @@ def test_each_plot_skips_itself_without_data():
     full = json_safe(full_record())
     for name, (fn, _) in PLOTS.items():
         assert isinstance(fn(full), str), name
+
+
+# ----------------------------------------------------------------------------- every symptom's figure
+#: Each contract symptom with evidence shaped as its check writes it.
+ALL_SYMPTOMS = {
+    "missing_values": {"missing_cells": 30, "cell_share": 0.02,
+                       "columns": {EVIL: {"count": 30, "share": 0.1}, "b": {"count": 3, "share": 0.01}}},
+    "unscaled_features": {"spread_ratio": 900.0, "smallest_spread": {"column": EVIL, "spread": 1.0},
+                          "largest_spread": {"column": "b", "spread": 900.0}, "offset_columns": {}},
+    "outliers": {"rows_with_outliers": 6, "row_share": 0.02,
+                 "columns": {EVIL: {"count": 6, "share": 0.02, "low_fence": -4.0, "high_fence": 4.0}}},
+    "class_imbalance": {"ratio": 0.1, "counts": {"no": 270, EVIL: 30}},
+    "label_noise": {"flagged": 40, "checked": 240, "share": 0.17, "threshold_share": 0.08,
+                    "confident_ratio": 0.9},
+    "duplicate_rows": {"duplicate_rows": 40, "share": 0.13, "threshold": 0.05},
+    "constant_features": {"columns": {EVIL: {"value": 1}}, "n_columns": 1},
+    "target_leakage": {"columns": {EVIL: {"single_feature_score": 0.99, "one_to_one": False}},
+                       "threshold": 0.95, "score": "normalised balanced accuracy",
+                       "other_features_at_most": {"b": 0.3}},
+    "high_dimensionality": {"features": 80, "training_rows": 120, "rows_per_feature": 1.5,
+                            "threshold": 5.0},
+    "limited_data": {"gain": 0.1, "curve": [{"fraction": 0.5, "rows": 100, "score": 0.6},
+                                            {"fraction": 1.0, "rows": 200, "score": 0.7}]},
+    "vanishing_gradient": {"grad_to_weight_per_layer": [1e-9, 1e-5, 1e-2], "layers": ["0", "2", "4"],
+                           "threshold_floor": 1e-6},
+    "exploding_gradient": {"nonfinite_readings": 0, "max_grad_norm": 1e6, "threshold_ratio": 100.0},
+    "dying_relu": {"dead_share_per_layer": {"1": 0.9, "3": 0.2}, "threshold": 0.5},
+    "saturated_activations": {"saturated_share_per_layer": {"3": 0.8}, "threshold": 0.5},
+    "loss_divergence": {"min_train_loss": 0.5, "final_train_loss": 1e4, "growth": 2e4},
+    "loss_oscillation": {"swing_epochs": 5, "epochs": 12, "swing_share": 0.4},
+    "slow_convergence": {"loss_drop": 0.05, "epochs": 12, "val_score": 0.6, "reference": 0.9},
+    "overfitting": {"val_loss_min_epoch": 4, "val_loss_rise": 0.5, "train_score": 1.0,
+                    "val_score": 0.7},
+    "underfitting": {"val_score": 0.6, "train_score": 0.62, "reference": 0.9},
+    "adversarial_vulnerability": {"eps": 0.05, "clean_accuracy": 0.9, "robust_accuracy": 0.4,
+                                  "linear_clean": 0.88, "linear_robust": 0.8},
+    "poor_calibration": {"ece": 0.2, "chance_ece_95": 0.05, "threshold": 0.05},
+}
+
+
+def _all_symptoms_record() -> dict:
+    from doctor.checks._base import SYMPTOMS
+
+    assert set(ALL_SYMPTOMS) == set(SYMPTOMS)  # the table covers the contract
+    rec = full_record()
+    rec["symptoms"] = [{"id": k, "stage": SYMPTOMS[k], "severity": 0.5, "summary": f"{k} found",
+                        "evidence": ev, "remedies": []} for k, ev in ALL_SYMPTOMS.items()]
+    return rec
+
+
+def test_every_symptom_has_its_own_figure_of_its_evidence():
+    rec = _all_symptoms_record()
+    for key in ("explanations", "trials"):  # figures other tests draw; keeps this test quick
+        rec.pop(key)
+    html = render_html(rec)
+    for sid in ALL_SYMPTOMS:
+        sec = html.index(f'id="symptom-{sid}"')
+        fig = html.index(f'id="fig-symptom-{sid}"')
+        nxt = html.find('class="symptom"', sec + 1)
+        assert sec < fig and (nxt == -1 or fig < nxt), sid  # inside its own section
+    assert EVIL not in html
+    # the general figures still appear once each, in their own sections
+    for name in set(PLOTS) - {"importance", "trial_history"}:
+        assert html.count(f'id="fig-{name}"') == 1, name
+    # without traces, robustness or calibration every symptom still gets a figure: the
+    # trace-based ones fall back to their evidence's numbers
+    html = render_html({"data": {"rows": 300}, "symptoms": rec["symptoms"]})
+    missing = [sid for sid in ALL_SYMPTOMS if f'id="fig-symptom-{sid}"' not in html]
+    assert missing == [], missing
+
+
+def test_symptom_figures_survive_odd_evidence():
+    from doctor.report.plots import symptom_figure
+
+    for sid in ALL_SYMPTOMS:
+        for ev in ({}, {"columns": "n/a", "curve": [None], "counts": [1, 2]}, {"x": float("nan")}):
+            out = symptom_figure({"id": sid, "evidence": ev}, {})
+            assert out is None or isinstance(out, str)
+    assert symptom_figure({"id": "unknown", "evidence": {"a": 1.0, "threshold": 2.0}}, {})
+
+
+# ----------------------------------------------------------------------------- page rules
+def test_page_forbids_scripts_and_fetching_by_policy():
+    import html as htmllib
+
+    html = render_html({"data": {"source": EVIL}, "symptoms": []})
+    csp = htmllib.unescape(
+        re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', html).group(1))
+    assert "default-src 'none'" in csp and "img-src data:" in csp
+    assert "script-src" not in csp  # default-src 'none' covers scripts: none may run
+    assert html.index("Content-Security-Policy") < html.index("<title>")
+
+
+def test_verdict_comes_first_with_what_was_wrong_fixed_and_gained():
+    rec = full_record()
+    for key in ("traces", "explanations", "trials", "robustness", "calibration", "profile"):
+        rec.pop(key)
+    html = render_html(rec)
+    verdict = html[html.index('id="verdict"'):html.index('id="symptoms"')]
+    assert "What was wrong" in verdict and "What fixed it: Dropout, Init" in verdict
+    assert 'id="verdict-gain"' in verdict and "0.7 → " in verdict.replace("<b>", "").replace("</b>", "")
+    assert "status-cured" in verdict  # overfitting's status from the cure table
+    assert html.index('id="verdict"') < html.index('id="symptoms"')
+
+
+def test_model_sections_show_permutation_temperature_and_robust_eps():
+    rec = full_record()
+    rec["explanations"]["permutation"] = {
+        "method": "permutation_importance", "scoring": "increase in cross-entropy (log loss)",
+        "against": "the true labels", "n_repeats": 5,
+        "global_importance": {EVIL: 0.8, "$x$": 0.2, "price $ (usd)": 0.0},
+        "rank_correlation_with_ig": 0.5,
+        "comparison": {"disagree": False}}
+    rec["robustness"]["robust_eps"] = 0.1
+    rec["robustness"]["attack"] = "FGSM and PGD"
+    rec["calibration"]["temperature_scaling"] = {
+        "applied": True, "temperature": 1.7, "test_ece_before": 0.15, "test_ece_after": 0.04,
+        "bins_before": [{"confidence": 0.9, "accuracy": 0.7}],
+        "reason": "applied: dividing the logits by 1.7 lowers the validation NLL"}
+    rec["calibration"]["best"]["ece"] = 0.04
+    for key in ("traces", "symptoms", "trials", "profile"):  # figures other tests draw
+        rec.pop(key)
+    rec["symptoms"] = []
+    html = render_html(rec)
+    assert 'id="fig-reliability"' in html and 'id="fig-robustness"' in html
+    from doctor.report.plots import reliability
+
+    assert reliability(json_safe(rec))  # with the before-temperature curve
+    table = html[html.index('id="importance-table"'):]
+    assert table.index("Permutation importance") < table.index("</tr>")
+    assert table.count('class="num"') >= 9  # three methods for each of the three columns
+    marked = re.findall(r'<tr class="marked">(.*?)</tr>', html, flags=re.S)
+    assert len(marked) == 1 and ">0.1<" in marked[0]
+    assert "Under PGD attacks of size 0.1" in html
+    cal = html[html.index('id="calibration"'):]
+    assert cal.index("best, before temperature scaling") < cal.index("best, temperature 1.7")
+    assert 'id="temperature-scaling"' in cal and "dividing the logits by 1.7" in cal
+
+
+# ----------------------------------------------------------------------------- calibration, robustness
+def _overconfident(n: int = 1500, seed: int = 0):
+    torch = pytest.importorskip("torch")
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, 3, generator=g)
+    y = (X[:, 0] + 0.8 * torch.randn(n, generator=g) > 0).long()
+    net = torch.nn.Linear(3, 2)
+    with torch.no_grad():  # a good direction, far too sure of itself
+        net.weight.copy_(torch.tensor([[-6.0, 0, 0], [6.0, 0, 0]]))
+        net.bias.zero_()
+    return net, X, y
+
+
+def test_temperature_scaling_cools_an_overconfident_network():
+    from doctor.calibration import expected_calibration_error
+    from doctor.calibration import temperature_scaling
+
+    torch = pytest.importorskip("torch")
+    net, X, y = _overconfident()
+    with torch.no_grad():
+        logits = net(X)
+    fit = temperature_scaling(logits[:500], y[:500])
+    assert fit["improves"] and fit["temperature"] > 2
+    assert fit["val_nll_after"] < fit["val_nll_before"]
+    before = expected_calibration_error(torch.softmax(logits[500:], 1).numpy(), y[500:].numpy())
+    after = expected_calibration_error(torch.softmax(logits[500:] / fit["temperature"], 1).numpy(),
+                                       y[500:].numpy())
+    assert after < before / 2
+    # a calibrated model gets no temperature
+    with torch.no_grad():
+        calm = net(X) / fit["temperature"]
+    assert not temperature_scaling(calm[:500], y[:500])["improves"]
+
+
+def test_pipeline_ships_a_temperature_only_for_poor_calibration():
+    from types import SimpleNamespace
+
+    from doctor.checks import Symptom
+    from doctor.pipeline import calibrate
+    from doctor.pipeline import recheck_calibration
+    from doctor.prepare import Prepared
+    from doctor.preprocess import Preprocessor
+
+    torch = pytest.importorskip("torch")
+    net, X, y = _overconfident(seed=1)
+    prep = Prepared(Preprocessor(), X[:500], y[:500], X[500:1000], y[500:1000], None,
+                    "classification", 2)
+    run = SimpleNamespace(model=net, trace=None, val_score=0.8)
+    sick = Symptom("poor_calibration", 0.7, "overconfident", {"ece": 0.2})
+    diag = SimpleNamespace(symptoms=[sick], profile=None)
+    Xt, yt = X[1000:].numpy(), y[1000:].numpy()
+    rec = calibrate(run, prep, diag, [sick], Xt, yt)
+    assert rec["applied"] and rec["temperature"] > 2
+    assert rec["test_ece_after"] < rec["test_ece_before"]
+    assert "applied" in rec["reason"] and rec["bins_before"]
+    after = recheck_calibration(run, prep, diag, [sick], rec["temperature"], Xt, yt)
+    assert "poor_calibration" not in [s.id for s in after]
+    healthy = SimpleNamespace(symptoms=[], profile=None)
+    rec = calibrate(run, prep, healthy, [], Xt, yt)
+    assert not rec["applied"] and rec["temperature"] == 1.0 and "not needed" in rec["reason"]
+
+
+def test_robust_curve_includes_the_robust_eps_and_is_repeatable():
+    from doctor.robustness import CURVE_EPS
+    from doctor.robustness import curve_eps
+    from doctor.robustness import robust_curve
+
+    torch = pytest.importorskip("torch")
+    assert curve_eps(0.15) == sorted(set(CURVE_EPS) | {0.15})
+    assert curve_eps(None) == sorted(CURVE_EPS) and curve_eps(0.05) == sorted(CURVE_EPS)
+    net, X, y = _overconfident(200)
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    a = robust_curve(net, X, y, "classification", curve_eps(0.15))
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's randomness untouched
+    b = robust_curve(net, X, y, "classification", curve_eps(0.15))
+    assert a == b and [p["eps"] for p in a] == curve_eps(0.15)
+    assert a[0]["fgsm"] == a[0]["pgd"] >= a[-1]["pgd"]
+    assert all(p["pgd"] <= p["fgsm"] + 0.05 for p in a)  # PGD is the stronger attack
+    assert robust_curve(net, X, y, "regression") == []
+
+
+# ----------------------------------------------------------------------------- the terminal
+def test_terminal_summary_and_trial_progress(capsys, caplog):
+    import logging
+    from types import SimpleNamespace
+
+    from doctor import cli
+
+    rec = full_record()
+    rec["best"]["metrics"]["balanced_accuracy"] = 0.85
+    (Path("out")).mkdir()
+    Path("out/bundle.json").write_text("{}")
+    cli._summary(rec, Path("out"), quiet=False)
+    err = capsys.readouterr().err
+    assert "5 symptom(s)" in err and "overfitting" in err and "→ cured" in err
+    assert "balanced_accuracy" in err and "+0.1500" in err
+    assert "Report: out/report.html" in err and "doctor predict out" in err
+    cli._summary(rec, Path("out"), quiet=True)
+    assert capsys.readouterr().err == ""
+    # trials: one log line each when stderr is not a terminal, with the best so far
+    callback = cli._progress_callback(2)
+    study = SimpleNamespace(best_trial=SimpleNamespace(value=0.9, number=0))
+    trial = SimpleNamespace(value=0.9, number=0, state=SimpleNamespace(name="COMPLETE"),
+                            user_attrs={})
+    root = logging.getLogger("doctor")
+    was = root.propagate
+    root.propagate = True  # the CLI's own handler is not installed here; let caplog see it
+    try:
+        with caplog.at_level(logging.INFO, logger="doctor"):
+            callback(study, trial)
+    finally:
+        root.propagate = was
+    assert "trial 1/2 complete value=0.9000 best=0.9000 (trial 0)" in caplog.text

@@ -13,7 +13,7 @@ from doctor.probes import default_probes
 from doctor.probes.activations import layer_stats
 from doctor.recipe import Recipe
 from doctor.trainer import Trainer
-from tests.conftest import blobs_frame
+from helpers import blobs_frame
 
 
 @pytest.fixture

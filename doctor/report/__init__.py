@@ -3,8 +3,12 @@
 Compute a record, then render (house rule 11): `build_view(report)` turns the report.json
 record into a plain page model (sections, formatted numbers, figures as base64 PNG) and
 `report.html.j2` only lays it out. Jinja2 autoescapes everything, so column names, class
-labels and file names from the user's data always appear as text. Every key except `data`
-and `symptoms` may be missing (`diagnose` writes only a few); the page shows what is there.
+labels and file names from the user's data always appear as text, and the page's
+Content-Security-Policy lets no script run and nothing be fetched. Every symptom gets a figure
+of its own evidence (`plots.symptom_figure`); the general figures (training curves, trial
+history, importances, robustness, reliability, data profile) sit in their sections. Every key
+except `data` and `symptoms` may be missing (`diagnose` writes only a few); the page shows
+what is there.
 
 Example:
     >>> html = render_html({"data": {"rows": 3, "columns": 2, "target": "y",
@@ -25,16 +29,10 @@ from doctor.report import plots as _plots
 __all__ = ["build_view", "json_safe", "render_html", "write_report"]
 
 TEMPLATE = "report.html.j2"
-#: symptom id → the figure that shows its evidence
-SYMPTOM_PLOTS = {
-    "loss_divergence": "loss_curves", "loss_oscillation": "loss_curves",
-    "overfitting": "loss_curves", "underfitting": "loss_curves",
-    "slow_convergence": "loss_curves", "vanishing_gradient": "gradient_norms",
-    "exploding_gradient": "gradient_norms", "dying_relu": "unit_fractions",
-    "saturated_activations": "unit_fractions", "class_imbalance": "class_counts",
-    "limited_data": "learning_curve", "adversarial_vulnerability": "robustness",
-    "poor_calibration": "reliability",
-}
+#: Content-Security-Policy of the page: nothing is fetched, nothing runs. Images are inline
+#: PNGs, styles inline; a browser refuses anything else, so the page is provably offline.
+CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
+       "form-action 'none'")
 #: metrics where a smaller number is better (the verdict table colours the change)
 LOWER_IS_BETTER = ("rmse", "mae", "mse", "log_loss", "loss", "ece", "brier")
 METRIC_ORDER = ("balanced_accuracy", "accuracy", "f1_macro", "roc_auc", "r2", "rmse", "mae")
@@ -128,13 +126,28 @@ class _Figures:
 
     def get(self, name: str) -> dict | None:
         if name not in self.cache:
-            fn, alt = _plots.PLOTS[name]
+            alt = _plots.PLOTS[name][1]
             try:
-                src = fn(self.report)
+                src = _plots.draw(name, self.report)
             except Exception as e:  # a figure must never cost the user the report
                 src, alt = None, f"{alt} (could not be drawn: {e})"
             self.cache[name] = {"name": name, "alt": alt, "src": src} if src else None
         return self.cache[name]
+
+    def symptom(self, sym: dict, where: str) -> dict | None:
+        """The figure of one symptom's own evidence (placed in its section)."""
+        name = anchor("symptom", sym.get("id"))
+        if name in self.placed:
+            return None
+        try:
+            src = _plots.draw_symptom(sym, self.report)
+        except Exception:  # a figure must never cost the user the report
+            src = None
+        if not src:
+            return None
+        self.placed[name] = where
+        return {"name": name, "src": src,
+                "alt": f"{title(sym.get('id'))}: the evidence behind this symptom"}
 
     def take(self, name: str, where: str) -> dict | None:
         """The figure if it exists and was not placed yet (then it is placed at `where`)."""
@@ -143,9 +156,6 @@ class _Figures:
             return None
         self.placed[name] = where
         return fig
-
-    def elsewhere(self, name: str) -> str | None:
-        return self.placed.get(name)
 
 
 # ----------------------------------------------------------------------------- sections
@@ -172,8 +182,18 @@ def _verdict(r: dict) -> dict:
     base, best = r.get("baseline") or {}, r.get("best") or {}
     text = r.get("verdict") or ("No symptoms found: the data and the recipe look healthy." if not syms
                                 else f"Found {len(syms)} symptom(s).")
-    return {"text": text,
-            "found": [{"title": title(s.get("id")), "anchor": anchor("symptom", s.get("id"))}
+    status = {str(c.get("id")): str(c.get("status") or "") for c in r.get("cure") or []
+              if isinstance(c, dict)}
+    bm, tm = base.get("metrics") or {}, best.get("metrics") or {}
+    key = next((k for k in ("balanced_accuracy", "r2", "accuracy") if k in bm), None)
+    gain = None
+    if key and _num(bm.get(key)) is not None and _num(tm.get(key)) is not None:
+        d = tm[key] - bm[key]
+        gain = {"metric": title(key), "before": fmt(bm[key]), "after": fmt(tm[key]),
+                "change": f"{d:+.3f}", "good": None if abs(d) < 1e-12 else d > 0}
+    return {"text": text, "gain": gain,
+            "found": [{"title": title(s.get("id")), "anchor": anchor("symptom", s.get("id")),
+                       "status": status.get(str(s.get("id")), "")}
                       for s in syms],
             "fixed_by": [title(x) for x in best.get("remedies_applied") or []],
             "remaining": [title(x) for x in best.get("symptoms") or []] if best else None,
@@ -187,7 +207,7 @@ def _symptoms(r: dict, figs: _Figures) -> list[dict]:
     for s in sorted(syms, key=lambda s: (bool(s.get("caused_by")), -(_num(s.get("severity")) or 0))):
         sev = min(1.0, max(0.0, _num(s.get("severity")) or 0.0))
         a = anchor("symptom", s.get("id"))
-        fig = figs.take(SYMPTOM_PLOTS[s["id"]], a) if s.get("id") in SYMPTOM_PLOTS else None
+        fig = figs.symptom(s, a)
         out.append({
             "id": str(s.get("id")), "anchor": a, "title": title(s.get("id")),
             "stage": str(s.get("stage") or ""), "severity": f"{sev:.2f}",
@@ -198,7 +218,6 @@ def _symptoms(r: dict, figs: _Figures) -> list[dict]:
             "caused_by": {"title": title(s["caused_by"]), "anchor": anchor("symptom", s["caused_by"])}
             if s.get("caused_by") else None,
             "figure": fig,
-            "figure_elsewhere": None if fig else figs.elsewhere(SYMPTOM_PLOTS.get(s.get("id"), "")),
         })
     return out
 
@@ -218,10 +237,13 @@ def _treatment(r: dict, figs: _Figures) -> dict | None:
                     "value": fmt(t.get("value")), "params": fmt(t.get("params") or {}, 400),
                     "symptoms": ", ".join(title(x) for x in t.get("symptoms") or []),
                     "reason": fmt(t.get("reason")) if t.get("reason") else "",
+                    "prescribed": bool(t.get("prescribed")),
                     "best": t.get("number") == study.get("best_trial")}
                    for t in trials if isinstance(t, dict)],
         "importances": [(k, fmt(v), round(100 * v / top)) for k, v in imp],
         "params": [(str(k), fmt(v)) for k, v in (best.get("params") or {}).items()],
+        "remedies": [title(x) for x in best.get("remedies_applied") or []],
+        "kept": bool(best.get("kept_recipe_as_given")),
         "remaining": [title(x) for x in best.get("symptoms") or []],
     }
 
@@ -240,17 +262,28 @@ def _explanations(r: dict, figs: _Figures) -> dict | None:
     ig = ex.get("global_importance") or {}
     cc = ex.get("cross_check") or {}
     fa = cc.get("global_importance") or {}
+    perm = ex.get("permutation") or {}
+    pm = perm.get("global_importance") or {}
     rho = _num(cc.get("rank_correlation"))
+    rho_p = _num(perm.get("rank_correlation_with_ig"))
     per_class = ex.get("per_class") or {}
     cols = list(ig)[:10]
     return {
         "method": title(ex.get("method") or ""), "baseline": fmt(ex.get("baseline")),
+        "target": fmt(ex.get("target")) if ex.get("target") else "",
+        "n_rows": fmt(ex.get("n_rows")), "n_steps": fmt(ex.get("n_steps")),
         "cross_method": title(cc.get("method") or ""),
-        "delta": fmt(ex.get("convergence_delta")), "rho": fmt(rho),
-        "disagree": rho is not None and rho < 0.5,
+        "perm_method": title(perm.get("method") or "") if pm else "",
+        "perm_note": (f"scored as the {perm.get('scoring')} against {perm.get('against')}, "
+                      f"{perm.get('n_repeats')} shuffles per column" if pm else
+                      str(perm.get("error") or "")),
+        "delta": fmt(ex.get("convergence_delta")), "rho": fmt(rho), "rho_perm": fmt(rho_p),
+        "disagree": bool(cc.get("disagree", rho is not None and rho < 0.5)
+                         or (perm.get("comparison") or {}).get("disagree")),
         "agreement": str(ex.get("agreement") or ""),
         "figure": figs.take("importance", "explanations"),
-        "importance": [(str(c), fmt(ig.get(c)), fmt(fa.get(c))) for c in list(ig)[:30]],
+        "importance": [(str(c), fmt(ig.get(c)), fmt(fa.get(c)), fmt(pm.get(c)) if pm else "")
+                       for c in list(ig)[:30]],
         "class_names": [str(k) for k in per_class],
         "per_class": [(str(c), [fmt((per_class[k] or {}).get(c)) for k in per_class]) for c in cols],
         "rows_selection": str(ex.get("rows_selection") or "explained rows"),
@@ -266,33 +299,79 @@ def _explanations(r: dict, figs: _Figures) -> dict | None:
 
 def _robustness(r: dict, figs: _Figures) -> dict | None:
     rob = r.get("robustness") or {}
-    if not rob:
+    if not (rob.get("baseline") or rob.get("best")):
         return None
+    curves = {name: [p for p in rob.get(name) or [] if isinstance(p, dict)] for name in ("baseline", "best")}
+    eps_all = sorted({_num(p.get("eps")) for c in curves.values() for p in c} - {None})
+    by = {name: _Near({_num(p.get("eps")): p for p in c}) for name, c in curves.items()}
     rows = []
-    for name in ("baseline", "best"):
-        for p in rob.get(name) or []:
-            if isinstance(p, dict):
-                rows.append((name, fmt(p.get("eps")), fmt(p.get("fgsm")), fmt(p.get("pgd"))))
-    return {"figure": figs.take("robustness", "robustness"), "elsewhere": figs.elsewhere("robustness"),
-            "rows": rows}
+    for e in eps_all:
+        row = [fmt(e)]
+        for name in ("baseline", "best"):
+            p = by[name].get(e) or {}
+            row += [fmt(p.get("fgsm")) if p else "", fmt(p.get("pgd")) if p else ""]
+        marked = _num(rob.get("robust_eps"))
+        rows.append({"cells": row, "marked": marked is not None and abs(e - marked) < 1e-6})
+    summary = ""
+    eps = _num(rob.get("robust_eps")) or _num(rob.get("check_eps"))
+    if eps is not None and by["baseline"].get(eps) and by["best"].get(eps):
+        a, b = _num(by["baseline"][eps].get("pgd")), _num(by["best"][eps].get("pgd"))
+        if a is not None and b is not None:
+            summary = (f"Under PGD attacks of size {eps:g}, accuracy is {a:.3f} for your recipe and "
+                       f"{b:.3f} for the cured model ({b - a:+.3f}).")
+    elif eps is not None and by["baseline"].get(eps):
+        a = _num(by["baseline"][eps].get("pgd"))
+        if a is not None:
+            summary = f"Under PGD attacks of size {eps:g}, your recipe's accuracy is {a:.3f}."
+    return {"figure": figs.take("robustness", "robustness"), "rows": rows,
+            "has_best": bool(curves["best"]), "summary": summary,
+            "attack": str(rob.get("attack") or ""), "held_out": str(rob.get("held_out") or ""),
+            "robust_eps": fmt(rob.get("robust_eps")) if rob.get("robust_eps") else ""}
+
+
+class _Near(dict):
+    """Points by eps, looked up with a tolerance (radii went through JSON and rounding)."""
+
+    def get(self, key, default=None):
+        if key is None:
+            return default
+        for k, v in self.items():
+            if k is not None and abs(k - key) <= 1e-6 * max(1.0, abs(key)):
+                return v
+        return default
 
 
 def _calibration(r: dict, figs: _Figures) -> dict | None:
     cal = r.get("calibration") or {}
-    if not cal:
+    if not any(isinstance(cal.get(n), dict) and cal[n] for n in ("baseline", "best")):
         return None
-    return {"figure": figs.take("reliability", "calibration"), "elsewhere": figs.elsewhere("reliability"),
-            "rows": [(name, fmt((cal.get(name) or {}).get("ece"))) for name in ("baseline", "best")
-                     if isinstance(cal.get(name), dict)]}
+    ts = cal.get("temperature_scaling") or {}
+    rows = [(name, fmt((cal.get(name) or {}).get("ece"))) for name in ("baseline", "best")
+            if isinstance(cal.get(name), dict) and cal[name]]
+    if ts.get("applied"):
+        rows = [("baseline", fmt((cal.get("baseline") or {}).get("ece"))),
+                ("best, before temperature scaling", fmt(ts.get("test_ece_before"))),
+                (f"best, temperature {fmt(ts.get('temperature'))} (shipped)",
+                 fmt((cal.get("best") or {}).get("ece")))]
+    held = (cal.get("best") or cal.get("baseline") or {}).get("held_out") or ""
+    return {"figure": figs.take("reliability", "calibration"), "rows": rows,
+            "held_out": str(held), "temperature": str(ts.get("reason") or ""),
+            "applied": bool(ts.get("applied"))}
 
 
 def _profile(r: dict, figs: _Figures) -> dict:
     data, prof = r.get("data") or {}, r.get("profile") or {}
     ref = prof.get("reference") or {}
     cols = prof.get("columns") or {}
+    stats = prof.get("column_stats") or {}
+    keys = ("kind", "missing_share", "distinct", "median", "std", "min", "max")
     return {"data": [(title(k), fmt(v, 400)) for k, v in data.items()],
-            "figures": [f for f in (figs.take("class_counts", "profile"),
-                                    figs.take("learning_curve", "profile")) if f],
+            "figures": [f for f in (figs.take(n, "profile") for n in
+                                    ("class_counts", "learning_curve", "missing_share",
+                                     "column_scales")) if f],
+            "stats_keys": [title(k) for k in keys],
+            "stats": [(str(c), [fmt(v.get(k)) if k in v else "" for k in keys])
+                      for c, v in stats.items() if isinstance(v, dict)] if isinstance(stats, dict) else [],
             "reference": [(title(k), fmt(v)) for k, v in ref.items()] if isinstance(ref, dict) else [],
             "columns": [(title(k), fmt(v, 1000)) for k, v in cols.items()] if isinstance(cols, dict) else []}
 
@@ -303,6 +382,7 @@ def build_view(report: dict) -> dict:
     figs = _Figures(r)
     data = r.get("data") or {}
     view: dict[str, Any] = {
+        "csp": CSP,
         "title": f"doctor report: {Path(str(data.get('source') or 'data')).name}",
         "data": {k: fmt(data.get(k)) for k in ("rows", "columns", "target", "task", "source")},
         "verdict": _verdict(r),
