@@ -98,8 +98,9 @@ def make_case(model: Any, data: Any, *, y: Any = None, target: str | None = None
     # With no --epochs the budget is the doctor's choice, and so is stopping early: patience
     # 10 epochs with the best weights restored. A budget the user gives is trained as given.
     recipe = Recipe(model=to_model(model), optimizer=optimizer, lr=float(lr),
-                    epochs=int(epochs or d_epochs), batch_size=int(batch_size or d_batch),
-                    seed=int(seed), early_stopping=None if epochs else 10)
+                    epochs=int(d_epochs if epochs is None else epochs),
+                    batch_size=int(d_batch if batch_size is None else batch_size),
+                    seed=int(seed), early_stopping=None if epochs is not None else 10)
     dev = check_device(device)
     return Case(table, split, recipe, dev)
 

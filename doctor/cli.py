@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shlex
 import sys
 from enum import Enum
@@ -93,8 +92,10 @@ def _command() -> str:
 
 
 def mask_text(text: str) -> str:
-    """Mask passwords in any URL inside a piece of text."""
-    return re.sub(r"(://[^:/@\s]+:)[^@\s]*@", r"\1***@", text)
+    """Mask passwords in any URL inside a piece of text (one rule: `doctor.storage`)."""
+    from doctor.storage import mask_text as _mask
+
+    return _mask(text)
 
 
 def _summary(report: dict, out: Path, quiet: bool) -> None:
@@ -149,9 +150,11 @@ def diagnose(data: Data, target: Target = None, task: TaskOpt = None, model: Mod
     """Profile the data and train your recipe once with probes; report the symptoms (no search)."""
     from doctor.pipeline import run_diagnose
 
+    from doctor.data import check_output_folder
+
     _setup(quiet)
     case = _case(data, target, task, model, optimizer, lr, epochs, batch_size, seed, device)
-    out = _out(out, data)
+    out = check_output_folder(_out(out, data), data)
     report = run_diagnose(case, out, command=_command())
     _summary(report, out, quiet)
 

@@ -148,13 +148,18 @@ def _raise(e: Exception):
 
 def _lines(df: pd.DataFrame, mask: np.ndarray | pd.Series, limit: int = 5) -> str:
     """'file line(s) 3, 7' for frames read from a file, else 'row(s) at index 3, 7'."""
-    idx = list(df.index[np.asarray(mask, dtype=bool)][:limit])
-    more = ", …" if int(np.asarray(mask, dtype=bool).sum()) > limit else ""
-    what = "file line" if df.attrs.get("doctor_lines") else "row at index"
-    what = what + ("s" if len(idx) + bool(more) > 1 else "")
-    if what.startswith("row at index") and len(idx) + bool(more) > 1:
-        what = "rows at index"
-    return f"{what} {', '.join(str(i) for i in idx)}{more}"
+    m = np.asarray(mask, dtype=bool)
+    n = int(m.sum())
+    shown = ", ".join(str(i) for i in df.index[m][:limit]) + (", …" if n > limit else "")
+    if df.attrs.get("doctor_lines"):
+        return f"file line{'s' if n > 1 else ''} {shown}"
+    return f"row{'s' if n > 1 else ''} at index {shown}"
+
+
+def _first(df: pd.DataFrame, mask: np.ndarray | pd.Series) -> str:
+    """Where the first flagged row is: 'file line 7' or 'row at index 7'."""
+    first = df.index[np.asarray(mask, dtype=bool)][0]
+    return f"file line {first}" if df.attrs.get("doctor_lines") else f"row at index {first}"
 
 
 def _parse_error(path: Path, e: Exception, offset: int) -> InputError:
@@ -232,11 +237,11 @@ def read_frame(path: str | Path) -> pd.DataFrame:
         log.warning("%s: %s repeat the header (files joined together?); left out", path,
                     _lines(df, repeats))
         df = _retype(df[~repeats])
-    for col in [c for c in df.columns if c.startswith("Unnamed: ")]:
-        if df[col].isna().all():
-            pos = int(col.split(": ", 1)[1]) + 1
+    for pos, col in enumerate(list(df.columns)):
+        if col.startswith("Unnamed: ") and (pos >= len(header) or not header[pos].strip()) \
+                and df[col].isna().all():
             log.warning("%s: header field %d has no name and its column no values (a trailing "
-                        "delimiter?); left out", path, pos)
+                        "delimiter?); left out", path, pos + 1)
             df = df.drop(columns=col)
     if df.shape[1] == 0:
         raise InputError(f"{path}: the file has no columns with values; pass a CSV with a header "
@@ -245,13 +250,41 @@ def read_frame(path: str | Path) -> pd.DataFrame:
 
 
 def _parse(path: Path, body: str, sep: str, offset: int, decimal: str) -> pd.DataFrame:
+    # index_col=False: pandas would otherwise take the first column as the index when every
+    # row has one field more than the header, shifting every column by one without a word.
+    import warnings
+
     try:
-        return pd.read_csv(io.StringIO(body), sep=sep, skipinitialspace=True,
-                           skip_blank_lines=False, low_memory=False, decimal=decimal)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            df = pd.read_csv(io.StringIO(body), sep=sep, skipinitialspace=True, index_col=False,
+                             skip_blank_lines=False, low_memory=False, decimal=decimal)
+        if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+            error = _extra_fields(path, body, sep, offset)
+            if error is not None:
+                raise error
+            log.warning("%s: rows end with empty fields beyond the header (trailing "
+                        "delimiters); ignored", path)
+        return df
+    except InputError:
+        raise
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: the file has no columns; pass a CSV with a header row") from None
     except (pd.errors.ParserError, csv.Error, ValueError, OverflowError) as e:
         raise _parse_error(path, e, offset) from None
+
+
+def _extra_fields(path: Path, body: str, sep: str, offset: int) -> InputError | None:
+    """Rows with values beyond the header's last column (pandas would drop them), or None
+    when the extra fields are all empty (trailing delimiters)."""
+    rows = csv.reader(io.StringIO(body), delimiter=sep, skipinitialspace=True)
+    header = next(rows, [])
+    for i, row in enumerate(rows, start=2 + offset):
+        if len(row) > len(header) and any(v.strip() for v in row[len(header):]):
+            return InputError(f"{path}: line {i} has {len(row)} fields but the header has "
+                              f"{len(header)}; add the missing column names to the header or "
+                              "remove the extra fields")
+    return None
 
 
 def _decimal_commas(df: pd.DataFrame) -> bool:
@@ -367,7 +400,7 @@ def _clean_features(X: pd.DataFrame, source: str) -> pd.DataFrame:
         share = bad.sum() / present.sum()
         if 0 < share <= 0.05 and present.sum() - bad.sum() >= 5:
             first = s[bad].iloc[0]
-            where = _lines(X, bad.to_numpy(), limit=1).replace("lines", "line")
+            where = _first(X, bad.to_numpy())
             log.warning("%s: column '%s' holds %d value(s) that are not numbers (e.g. %r on %s); "
                         "treating them as missing", source, col, int(bad.sum()), first, where)
             X[col] = conv.astype(float)

@@ -138,6 +138,9 @@ def write_outputs(out: Path, report: dict, bundle: Bundle | None) -> None:
             bundle.save(tmp, extra={"source": report["data"].get("source")})
         old = None
         if out.exists():
+            for extra in out.iterdir():  # files the user put there (e.g. predictions.csv) stay
+                if not (tmp / extra.name).exists() and extra.is_file():
+                    shutil.copy2(extra, tmp / extra.name)
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             os.replace(out, old)
         os.replace(tmp, out)

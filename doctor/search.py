@@ -505,9 +505,22 @@ def tune(table: Table, split: Split, recipe: Recipe, diagnosis: Diagnosis, *,
         if workers > 1 and storage:
             from doctor.workers import run_workers
 
-            run_workers(storage, study_name, objective, todo, workers, timeout,
-                        seed=recipe.seed, epochs=recipe.epochs,
-                        stop_at=trials if resume else None, verbose=bool(callbacks))
+            try:
+                run_workers(storage, study_name, objective, todo, workers, timeout,
+                            seed=recipe.seed, epochs=recipe.epochs,
+                            stop_at=trials if resume else None, verbose=bool(callbacks))
+            finally:
+                # A worker that was killed left its trial RUNNING: fail it and queue it again
+                # now (its process is gone), so the study and the report show no zombie.
+                try:
+                    failed = recover_stale_trials(study)
+                except Exception as e:  # noqa: BLE001 - never hide the workers' own outcome
+                    log.debug("could not check for abandoned trials: %s", mask_text(str(e)))
+                    failed = []
+                if failed:
+                    log.warning("trial(s) %s were left by workers that stopped; marked failed "
+                                "and queued again (run with --resume to finish them)",
+                                ", ".join(map(str, failed)))
         else:
             cbs = list(callbacks or [])
             if resume:

@@ -11,7 +11,7 @@ Which storage for which run (measured; docs/multi-machine.md has the numbers):
   exactly 80 trials, each run once. One file keeps `doctor studies`, the dashboard, `--resume`
   and the report on the same URL, and keeps Optuna's heartbeat (RDB storages only).
 - several machines: PostgreSQL or MySQL (`postgresql://user@host/db`).
-- a journal file (`--storage studies/NAME.log`) is accepted too: 5–10× cheaper per write with
+- a journal file (`--storage studies/NAME.log`) is accepted too: about 10× cheaper per write with
   many workers, but it has no heartbeat, so only `--resume` recovers trials of dead workers.
 
 Heartbeat: every running trial writes a heartbeat every `DOCTOR_HEARTBEAT_S` seconds (default
@@ -146,8 +146,8 @@ class RetryStale:
             distributions=trial.distributions, user_attrs=user,
             system_attrs={"failed_trial": trial.system_attrs.get("failed_trial", trial.number),
                           "retry_history": history}))
-        log.warning("trial %d was left running by a worker that stopped; marked failed and "
-                    "queued again with the same parameters", trial.number)
+        log.info("trial %d was left running by a worker that stopped; marked failed and "
+                 "queued again with the same parameters", trial.number)
 
 
 def _ordinal(n: int) -> str:

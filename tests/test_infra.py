@@ -60,10 +60,11 @@ def states(db: Path) -> dict[str, int]:
 
 
 def running_with_params(db: Path) -> list[int]:
-    """RUNNING trials whose objective has started (worker recorded, parameters drawn)."""
+    """RUNNING trials in the middle of training: worker recorded, every parameter drawn and
+    at least one validation score reported."""
     return [r[0] for r in query(db, """
         SELECT t.number FROM trials t WHERE t.state = 'RUNNING'
-          AND EXISTS (SELECT 1 FROM trial_params p WHERE p.trial_id = t.trial_id)
+          AND EXISTS (SELECT 1 FROM trial_intermediate_values v WHERE v.trial_id = t.trial_id)
           AND EXISTS (SELECT 1 FROM trial_user_attributes a WHERE a.trial_id = t.trial_id
                       AND a.key = 'doctor:worker')""")]
 
@@ -109,7 +110,7 @@ def test_sigint_keeps_finished_trials_and_resume_reaches_the_count(cli):
 
     wait_for(proc, err, two_done_and_one_running)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) == 130
+    assert proc.wait(timeout=300) == 130  # generous: CI machines are shared
     text = err.read_text()
     assert "Traceback" not in text, text
     assert "interrupted" in text
@@ -178,6 +179,7 @@ def _dead_pid() -> int:
     return p.pid
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_resume_fails_trials_of_dead_local_workers_only(kind):
     from doctor.search import OWNER
@@ -220,6 +222,7 @@ def test_resume_fails_trials_of_dead_local_workers_only(kind):
     assert waiting[0].user_attrs == {"doctor:retry_of": dead.number}
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
 def test_live_worker_fails_a_heartbeat_stale_trial_and_reruns_it(monkeypatch):
     """Another machine's worker died: after the grace period any live worker fails its trial
     (Optuna's heartbeat on RDB storage) and runs the same parameters again."""
@@ -431,6 +434,7 @@ def test_workers_share_one_sqlite_study(cli, capsys):
 
 
 # ----------------------------------------------------------------------------- security
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_bundle_weights_are_never_unpickled(cli, capsys):
     import torch
 
@@ -460,12 +464,14 @@ def test_bundle_weights_are_never_unpickled(cli, capsys):
 
 
 def test_docs_say_that_model_runs_your_code():
-    from typer.testing import CliRunner
+    import typer
 
     from doctor.cli import app
 
-    help_text = CliRunner().invoke(app, ["fit", "--help"], terminal_width=200).output
-    assert "runs your code" in " ".join(help_text.split())
+    commands = typer.main.get_command(app).commands
+    for name in ("fit", "diagnose"):
+        model = next(p for p in commands[name].params if "--model" in p.opts)
+        assert "runs your code" in model.help
     readme = (ROOT / "README.md").read_text()
     assert "imports and runs your Python file" in readme
     doc = (ROOT / "docs/multi-machine.md").read_text()

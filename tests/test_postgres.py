@@ -99,6 +99,7 @@ def test_three_workers_share_one_postgres_study_and_the_password_leaks_nowhere(p
     assert "***" in outputs["fit stderr"]  # the dashboard hint names the storage, masked
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
 def test_heartbeat_on_postgres_fails_a_dead_workers_trial(postgres, monkeypatch):
     """A worker on another machine died mid-trial: after the grace period a live worker's next
     trial marks it failed and runs its parameters again (Optuna's heartbeat, RDB storage)."""

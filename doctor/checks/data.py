@@ -120,6 +120,11 @@ def _folds(y: np.ndarray, task: str, seed: int, n_splits: int = N_FOLDS) -> list
     from sklearn.model_selection import StratifiedKFold
     n_splits = max(2, min(n_splits, len(y) // 2))
     if task == "classification":
+        counts = np.bincount(np.asarray(y, dtype=np.int64))
+        smallest = int(counts[counts > 0].min())
+        if smallest < 2:  # a class with one row cannot be stratified: plain folds
+            return list(KFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.zeros(len(y))))
+        n_splits = min(n_splits, smallest)
         cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -493,10 +498,16 @@ def _blank(s: pd.Series) -> np.ndarray:
 
 
 def _spread(x: np.ndarray) -> float:
-    """Robust spread in standard-deviation units: IQR/1.349, or the std when the IQR is 0."""
-    q1, q3 = np.quantile(x, [0.25, 0.75])
-    s = (q3 - q1) / 1.349
-    return float(s) if s > 0 else float(np.std(x))
+    """Robust spread in standard-deviation units: the wider of IQR/1.349 and the central 98%
+    range/4.65 (both equal the std for a normal column); for a sparse column whose central
+    98% is one value, its full range/4.65.
+
+    A pixel that is 0 in almost every image but up to 16 in the rest lives on the same 0–16
+    scale as its neighbours; its standard deviation (0.06) would call it 166× smaller.
+    """
+    q01, q1, q3, q99 = np.quantile(x, [0.01, 0.25, 0.75, 0.99])
+    s = max((q3 - q1) / 1.349, (q99 - q01) / 4.653)
+    return float(s) if s > 0 else float(np.ptp(x) / 4.653)
 
 
 # ----------------------------------------------------------------------------- outlier fences
@@ -811,6 +822,17 @@ class ClassImbalance(Check):
              "rare_classes": [str(c) for c in rare[:MAX_LISTED]]})]
 
 
+def rows_per_feature(p: DataProfile) -> tuple[float, int, int, dict[str, int]]:
+    """(training rows per model input after one-hot, rows, inputs, width per column)."""
+    t = p.table
+    train = np.asarray(p.split.train)
+    widths = {c: 1 for c in t.numeric}
+    for c in t.categorical:
+        widths[c] = max(1, int(t.X[c].iloc[train].nunique(dropna=True)))
+    d = sum(widths.values())
+    return len(train) / max(d, 1), len(train), d, widths
+
+
 @dataclass
 class LabelNoise(Check):
     """Labels that look wrong given the features: confident learning (Northcutt et al., JAIR
@@ -854,6 +876,10 @@ class LabelNoise(Check):
             return []
         li = _label_issues(p)
         if not li.get("available") or li["n_checked"] < self.min_rows:
+            return []
+        if rows_per_feature(p)[0] < HighDimensionality.min_rows_per_feature:
+            # With fewer than 5 rows per feature the out-of-fold model cannot tell a wrong
+            # label from a row it simply never learned; its disagreements are not evidence.
             return []
         ref = _reference(p)
         share, norm = li["share"], float(ref["normalised"])
@@ -1094,13 +1120,7 @@ class HighDimensionality(Check):
             return []
         p = evidence.profile
         t = p.table
-        train = np.asarray(p.split.train)
-        widths = {c: 1 for c in t.numeric}
-        for c in t.categorical:
-            widths[c] = max(1, int(t.X[c].iloc[train].nunique(dropna=True)))
-        d = sum(widths.values())
-        n = len(train)
-        r = n / max(d, 1)
+        r, n, d, widths = rows_per_feature(p)
         if r >= self.min_rows_per_feature:
             return []
         sev = min(1.0, 0.3 + 0.7 * math.log(self.min_rows_per_feature / r)

@@ -72,6 +72,10 @@ class LossDivergence(Check):
     #: The loss ended this many times above its minimum and above where it started: it grew
     #: by two orders of magnitude instead of falling ("orders of magnitude" in the contract).
     growth: float = 100.0
+    #: … or it spiked to this many times its starting value at some point, even if it came
+    #: back: three orders of magnitude is a blow-up, not noise (the weights it left behind are
+    #: what the rest of training had to recover from).
+    spike: float = 1e3
 
     def run(self, ev: Evidence) -> list[Symptom]:
         t = ev.trace
@@ -81,6 +85,16 @@ class LossDivergence(Check):
                             f"{t.diverged['epoch'] + 1}), so the model learned nothing usable.",
                             dict(t.diverged))]
         losses = [e["train_loss"] for e in t.epochs]
+        readings = [x for x in [s["loss"] for s in t.steps] + losses if math.isfinite(x)]
+        start = t.steps[0]["loss"] if t.steps else (losses[0] if losses else math.nan)
+        if readings and math.isfinite(start) and start > 0 and max(readings) >= self.spike * start:
+            peak = max(readings)
+            return [Symptom("loss_divergence", 0.8,
+                            f"The loss blew up to {peak:.3g}, {peak / start:.0f}× its starting "
+                            f"value{f', and ended at {losses[-1]:.3g}' if losses else ''}: the "
+                            "steps are far too large.",
+                            {"start_loss": start, "peak_loss": peak, "final_train_loss":
+                             losses[-1] if losses else None, "threshold_spike": self.spike})]
         if len(losses) >= 2:
             lo = min(losses)
             if lo > 0 and losses[-1] > self.growth * lo and losses[-1] > losses[0]:
