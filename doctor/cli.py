@@ -155,7 +155,8 @@ def diagnose(data: Data, target: Target = None, task: TaskOpt = None, model: Mod
     _setup(quiet)
     case = _case(data, target, task, model, optimizer, lr, epochs, batch_size, seed, device)
     out = check_output_folder(_out(out, data), data)
-    report = run_diagnose(case, out, command=_command())
+    report = run_diagnose(case, out, command=_command(), progress=_epoch_progress(quiet))
+    _stop_live()
     _summary(report, out, quiet)
 
 
@@ -214,13 +215,54 @@ def fit(data: Data, target: Target = None, task: TaskOpt = None, model: ModelOpt
     callbacks = [] if quiet else [_progress_callback(trials or DEFAULT_TRIALS)]
     report = run_fit(case, out, storage=url, study=name, trials=DEFAULT_TRIALS if trials is None else trials,
                      timeout=timeout, resume=resume, join=join, space=space.value, workers=workers,
-                     robust_eps=robust_eps, command=_command(), callbacks=callbacks)
+                     robust_eps=robust_eps, command=_command(), callbacks=callbacks,
+                     progress=_epoch_progress(quiet))
+    _stop_live()
     _summary(report, out, quiet)
     if not quiet:
         from doctor.storage import mask
 
         log.info("Study: optuna-dashboard %s  (or: doctor dashboard --storage %s)",
                  mask(url), mask(url))
+
+
+_LIVE: dict = {"bar": None}  # the one rich live display on screen (rich allows one at a time)
+
+
+def _stop_live() -> None:
+    if _LIVE["bar"] is not None:
+        _LIVE["bar"].stop()
+        _LIVE["bar"] = None
+
+
+def _epoch_progress(quiet: bool):
+    """On a terminal: a rich bar per training stage (your recipe, the best, the refit)."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if quiet or not console.is_terminal:
+        return None
+    from rich.progress import BarColumn
+    from rich.progress import MofNCompleteColumn
+    from rich.progress import Progress
+    from rich.progress import TextColumn
+
+    def stage(label: str, epochs: int):
+        bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("epochs  val {task.fields[val]}"), console=console,
+                       transient=True)
+        task = bar.add_task(label, total=epochs, val="-")
+
+        def on_epoch(epoch: int, record: dict) -> None:
+            if _LIVE["bar"] is not bar:
+                _stop_live()  # a stage that stopped early leaves its bar: close it
+                bar.start()
+                _LIVE["bar"] = bar
+            bar.update(task, completed=epoch + 1, val=f"{record['val_score']:.3f}")
+            if epoch + 1 >= epochs:
+                _stop_live()
+        return on_epoch
+    return stage
 
 
 def _progress_callback(total: int):
@@ -250,6 +292,7 @@ def _progress_callback(total: int):
                      trial.state.name.lower(), value, best, reason)
             return
         if state["bar"] is None:
+            _stop_live()
             bar = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
                            TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
                            TextColumn("[dim]{task.fields[last]}"), console=console)

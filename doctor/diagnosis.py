@@ -70,7 +70,7 @@ def check_model(recipe: Recipe, n_features: int, n_outputs: int) -> None:
 
 
 def diagnose_table(table, split, recipe: Recipe, *, device: str = "cpu", probes=None,
-                   checks=None):
+                   checks=None, on_epoch=None):
     """Profile the data, train the recipe as given with probes, and judge the evidence.
 
     Returns (diagnosis, run, prepared): the trained baseline and its tensors are kept for the
@@ -89,7 +89,8 @@ def diagnose_table(table, split, recipe: Recipe, *, device: str = "cpu", probes=
     profile = profile_data(table, split, seed=recipe.seed)
     prepared = prepare(table, split, recipe, device=device)
     check_model(recipe, prepared.n_features, prepared.n_outputs)
-    run = Trainer(recipe, probes=default_probes() if probes is None else probes).fit(prepared)
+    run = Trainer(recipe, probes=default_probes() if probes is None else probes,
+                  on_epoch=on_epoch).fit(prepared)
     ev = Evidence(profile=profile, trace=run.trace, model=run.model, data=prepared,
                   val_score=run.val_score)
     stages = [data_checks(), training_checks(), model_checks()] if checks is None else [checks]

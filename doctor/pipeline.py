@@ -503,8 +503,16 @@ def artifact_dir(storage_url: str, study: str) -> Path:
 
 
 # ----------------------------------------------------------------------------- commands
-def run_diagnose(case: Case, out: Path, *, command: str = "") -> dict:
-    diagnosis, run, prepared = diagnose_table(case.table, case.split, case.recipe, device=case.device)
+def _stage(progress: Callable | None, label: str, epochs: int):
+    """The per-epoch callback of a progress display for one training stage, or None."""
+    return progress(label, epochs) if progress is not None else None
+
+
+def run_diagnose(case: Case, out: Path, *, command: str = "", progress: Callable | None = None) -> dict:
+    """`doctor diagnose`. `progress(label, epochs)` may return an `on_epoch(epoch, record)`."""
+    diagnosis, run, prepared = diagnose_table(
+        case.table, case.split, case.recipe, device=case.device,
+        on_epoch=_stage(progress, "training your recipe", case.recipe.epochs))
     val_metrics, Xv, _ = heldout(run, case, prepared, case.split.val)
     report = {"data": data_section(case), "symptoms": [s.to_dict() for s in diagnosis.symptoms],
               "baseline": {"metrics": val_metrics, "held_out": "validation rows",
@@ -527,11 +535,13 @@ def run_diagnose(case: Case, out: Path, *, command: str = "") -> dict:
 def run_fit(case: Case, out: Path, *, storage: str, study: str, trials: int,
             timeout: float | None = None, resume: bool = False, join: bool = False,
             space: str = "guided", workers: int = 1, robust_eps: float | None = None,
-            command: str = "", callbacks: list[Callable] | None = None) -> dict:
+            command: str = "", callbacks: list[Callable] | None = None,
+            progress: Callable | None = None) -> dict:
     started = time.perf_counter()
     recipe = case.recipe
-    diagnosis, base_run, base_prep = diagnose_table(case.table, case.split, case.recipe,
-                                                    device=case.device)
+    diagnosis, base_run, base_prep = diagnose_table(
+        case.table, case.split, case.recipe, device=case.device,
+        on_epoch=_stage(progress, "training your recipe", recipe.epochs))
     noisy = np.asarray(diagnosis.profile.noisy_rows, dtype=int) if diagnosis.profile else None
     result = tune(case.table, case.split, recipe, diagnosis, storage=storage, study_name=study,
                   trials=trials, timeout=timeout, resume=resume, join=join, space=space,
@@ -545,7 +555,8 @@ def run_fit(case: Case, out: Path, *, storage: str, study: str, trials: int,
         best_recipe = recipe
     best_params = result.best_params if best_recipe is result.best_recipe else {}
     best_prep = prepare(case.table, case.split, best_recipe, device=case.device, noisy=noisy)
-    best_run = Trainer(best_recipe, probes=default_probes()).fit(best_prep)
+    best_run = Trainer(best_recipe, probes=default_probes(),
+                       on_epoch=_stage(progress, "retraining the best", best_recipe.epochs)).fit(best_prep)
     after = rediagnose(best_run, best_prep, diagnosis)
     import search_spaces
 
@@ -613,9 +624,12 @@ def run_fit(case: Case, out: Path, *, storage: str, study: str, trials: int,
     report["command"] = command
     report["seconds"] = round(time.perf_counter() - started, 2)
     report["verdict"] = verdict(report)
+    from doctor.refit import epochs_used
     from doctor.refit import refit_all_rows
 
-    final_run, final_prep, refit = refit_all_rows(case, best_recipe, best_run, noisy=noisy)
+    final_run, final_prep, refit = refit_all_rows(
+        case, best_recipe, best_run, noisy=noisy,
+        on_epoch=_stage(progress, "refitting on all rows", epochs_used(best_run)))
     if final_run.trace.diverged:  # keep the validated model rather than a broken refit
         final_run, final_prep, refit = best_run, best_prep, {"skipped": final_run.trace.diverged["reason"]}
     report["best"]["refit"] = refit

@@ -31,8 +31,8 @@ def epochs_used(run: Run) -> int:
     return max(1, len(trace.epochs))
 
 
-def refit_all_rows(case: Case, recipe, validated: Run, *, noisy: np.ndarray | None = None
-                   ) -> tuple[Run, Prepared, dict]:
+def refit_all_rows(case: Case, recipe, validated: Run, *, noisy: np.ndarray | None = None,
+                   on_epoch=None) -> tuple[Run, Prepared, dict]:
     """Train `recipe` on all rows for `epochs_used(validated)` epochs, without early stopping.
 
     Returns (run, prepared, info). Noisy-row positions index the training rows, which come
@@ -42,6 +42,6 @@ def refit_all_rows(case: Case, recipe, validated: Run, *, noisy: np.ndarray | No
     everything = Split(np.concatenate([sp.train, sp.val, sp.test]), sp.val, sp.test)
     final = replace(recipe, epochs=epochs_used(validated), early_stopping=None)
     prepared = prepare(case.table, everything, final, device=case.device, noisy=noisy)
-    run = Trainer(final).fit(prepared)
+    run = Trainer(final, on_epoch=on_epoch).fit(prepared)
     info = {"rows": int(len(everything.train)), "epochs": final.epochs}
     return run, prepared, info
