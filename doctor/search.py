@@ -31,7 +31,9 @@ import json
 import logging
 import math
 import os
+import signal
 import socket
+import threading
 import warnings
 from dataclasses import dataclass
 from dataclasses import field
@@ -259,6 +261,44 @@ def one_line_trial_failures() -> Iterator[None]:
         logger.removeFilter(flt)
 
 
+# ----------------------------------------------------------------------------- Ctrl-C
+#: Set by the first Ctrl-C during a search; the search stops at the next safe point.
+_INTERRUPT = threading.Event()
+
+
+def _check_interrupt(*_args) -> None:
+    """A safe point (an epoch end inside training, a trial end): act on a pending Ctrl-C."""
+    if _INTERRUPT.is_set():
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Take Ctrl-C at safe points only while the search runs.
+
+    A KeyboardInterrupt raised in the middle of a storage write can leave a SQLite
+    transaction holding its lock, so recording the interrupted trial then waits on the lock
+    and fails. The first Ctrl-C only sets a flag; training checks it at every epoch end and
+    the study after every trial (both outside any storage write). A second Ctrl-C stops at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _INTERRUPT.clear()
+
+    def handler(signum, frame):
+        if _INTERRUPT.is_set():
+            raise KeyboardInterrupt
+        _INTERRUPT.set()
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    _check_interrupt()
+
+
 # ----------------------------------------------------------------------------- objective
 class Objective:
     """The function Optuna calls; picklable so worker processes can run it."""
@@ -300,6 +340,7 @@ class Objective:
         every = max(1, math.ceil(recipe.epochs / MAX_REPORTS))
 
         def on_epoch(epoch: int, record: dict) -> None:
+            _check_interrupt()
             if epoch % every and epoch != recipe.epochs - 1:
                 return
             value = record["val_score"]
@@ -525,9 +566,9 @@ def tune(table: Table, split: Split, recipe: Recipe, diagnosis: Diagnosis, *,
             cbs = list(callbacks or [])
             if resume:
                 cbs.append(optuna.study.MaxTrialsCallback(trials, states=COUNTED))
-            with one_line_trial_failures():
+            with one_line_trial_failures(), deferred_interrupt():
                 study.optimize(objective, n_trials=todo, timeout=timeout, catch=(Exception,),
-                               callbacks=cbs, gc_after_trial=False)
+                               callbacks=cbs + [_check_interrupt], gc_after_trial=False)
     out = result(study, storage, recipe, diagnosis, remedies, prescription)
     out.diagnosis = diagnosis
     return out
