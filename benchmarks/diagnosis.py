@@ -967,16 +967,26 @@ def more_data_gain(gen, n: int, task: str) -> tuple[bool, str]:
                      seed=SEED)
     more = np.arange(n, n + int(0.6 * n))
     fresh = np.arange(n + int(0.6 * n), len(big))
+    small, large = np.asarray(sp.train), np.concatenate([sp.train, more])
+    # "More rows help", not "more optimiser steps help": with the doctor's budget the larger
+    # set also gets more steps (the same epochs over more batches), so the smaller set is
+    # trained for its own budget and for the larger set's number of steps, and keeps the better.
+    e_large, b_large = default_budget(len(large))
+    steps_large = e_large * int(np.ceil(len(large) / min(b_large, len(large))))
+    e_small, b_small = default_budget(len(small))
+    e_same_steps = int(np.ceil(steps_large / np.ceil(len(small) / min(b_small, len(small)))))
     scores = []
-    for train in (np.asarray(sp.train), np.concatenate([sp.train, more])):
+    for train, budgets in ((small, sorted({e_small, max(e_small, e_same_steps)})),
+                           (large, [e_large])):
         t = plain_tensors(table, Split(train, fresh, np.asarray(sp.val)))  # scored on fresh rows
-        epochs, bs = default_budget(len(train))
-        p = plain_train(Recipe(model=MLPSpec(), epochs=epochs, batch_size=bs, seed=SEED), t)
-        scores.append(p.final_val_score)
+        bs = b_small if train is small else b_large
+        scores.append(max(plain_train(Recipe(model=MLPSpec(), epochs=e, batch_size=bs, seed=SEED),
+                                      t).final_val_score for e in budgets))
     c = _chance(task, len(table.classes) if table.classes else 1)
     gain = (scores[1] - scores[0]) / (1 - c)
     return gain >= 0.05, (f"plain MLP scored on 2,000 fresh rows: {scores[0]:.3f} with the table's "
-                          f"{len(sp.train)} training rows, {scores[1]:.3f} with twice as many "
+                          f"{len(sp.train)} training rows (the better of {e_small} epochs and as "
+                          f"many steps as the larger set), {scores[1]:.3f} with twice as many "
                           f"(gain {gain:+.3f}, confirmed at ≥0.05)")
 
 
@@ -1257,11 +1267,13 @@ def suite() -> list[Scenario]:
                               "validation optimum"}
     add(S("oscillation-adam0.05-b8/classification", "loss_oscillation",
           _train(cl, Recipe(model=M, optimizer="adam", lr=0.05, epochs=30, batch_size=8)),
-          "ReLU MLP, Adam 0.05, batch 8", may=WHY_OSC, quick=True))
+          "ReLU MLP, Adam 0.05, batch 8", may=WHY_OSC))
     tanhM = MLPSpec(activation="tanh")
     add(S("oscillation-tanh-adam0.05-b8/moons", "loss_oscillation",
           _train(moons, Recipe(model=tanhM, optimizer="adam", lr=0.05, epochs=30, batch_size=8)),
-          "tanh MLP, Adam 0.05, batch 8", may=WHY_OSC))
+          # the quick suite's oscillation case: the ReLU one above sits at the plain loop's
+          # line (5 or 6 swings of the 6 needed) and is often "injection failed"
+          "tanh MLP, Adam 0.05, batch 8", may=WHY_OSC, quick=True))
     add(S("oscillation-tanh-adam0.05-b8/diabetes", "loss_oscillation",
           _train(db, Recipe(model=tanhM, optimizer="adam", lr=0.05, epochs=30, batch_size=8)),
           "tanh MLP, Adam 0.05, batch 8 (regression)", may=WHY_OSC))
@@ -1380,7 +1392,8 @@ RELAXED: dict[str, dict[str, Any]] = {
     "unscaled_features": dict(max_spread_ratio=1.0, max_offset_ratio=0.0),
     "outliers": dict(min_share=0.0, min_count=1, max_share=1.0),
     "class_imbalance": dict(min_ratio=1.01),
-    "label_noise": dict(min_share=0.0, min_reference=-1.0, min_confident_ratio=-1.0, min_rows=0),
+    "label_noise": dict(min_share=0.0, min_reference=-1.0, min_confident_ratio=-1.0, min_rows=0,
+                        alpha=1.01),
     "duplicate_rows": dict(max_share=0.0, min_excess_over_chance=0.0),
     "target_leakage": dict(min_score=-1.0, alpha=1.01),
     "high_dimensionality": dict(min_rows_per_feature=1e12),

@@ -2,6 +2,7 @@
 
     python benchmarks/repair.py [--part repair,guided,peer] [--quick] [--only NAME,...]
                                 [--trials 20] [--budget SECONDS] [--cli] [--json OUT]
+                                [--pruner median|hyperband] [--spaces guided,full] [--prior]
     python benchmarks/repair.py --replot OUT.json     # the tables of an earlier run again
 
 Three parts, each printed as a table (all by default; `--part` picks some, `--quick` runs a
@@ -26,12 +27,16 @@ small subset in a few minutes):
    run `doctor.search.tune` with `space="guided"` and with `space="full"` (same TPE sampler,
    same seed, same trial budget). A trial callback stamps each finished trial; printed are the
    trials and seconds until the search's best validation score first reaches the reference's
-   (and reference − 0.03), their medians over scenarios, and the best value at the end.
+   (and reference − 0.03), their medians over scenarios, the best value at the end (and
+   whether guided ends at least full − 0.005), and the trials pruned as sick. `--spaces guided`
+   runs one space only and `--pruner` / `--prior` switch the pruner and the regularised prior
+   trial, which is how those choices were measured.
 3. **peer** — the doctor against FLAML on real tables of a few thousand rows or more that ship
    inside PyPI packages (the `bench` extra of pyproject.toml). Each table is split 80/20 here;
-   the doctor (its default recipe, `--timeout T`, unlimited trials) and FLAML
-   (`AutoML().fit(X, y, task=..., time_budget=T)`, one job, balanced accuracy / R² as its
-   metric) train on the 80 % and are scored on the 20 %, one after the other in one process.
+   the doctor (its default recipe, `--timeout T` for its search, unlimited trials) and FLAML
+   (`AutoML().fit(X, y, task=..., time_budget=W)`, one job, balanced accuracy / R² as its
+   metric, W = the doctor's whole wall time on that table, so both get the same wall clock)
+   train on the 80 % and are scored on the 20 %, one after the other in one process.
    FLAML's search space has no class weighting, so on tables whose rarest class is under 20 %
    it also runs once more with balanced sample weights (a second column, same budget).
 
@@ -88,6 +93,9 @@ from doctor.api import configure_torch  # noqa: E402
 SEED = 0
 TRIALS = 20
 TOLERANCE = 0.03  # repaired = within this of the reference
+#: "Not worse at the end": guided's best validation value at least full's minus this (one
+#: validation row of a few hundred; smaller differences are ties of a noisy score).
+NEAR = 0.005
 MODELS = ROOT / "benchmarks" / "repair_models.py"
 log = logging.getLogger("repair-bench")
 
@@ -481,11 +489,22 @@ def part_repair(scenarios: list[Scenario], work: Path, *, trials: int, cli: bool
                "trials": (report.get("study") or {}).get("trials"),
                "prescription": (report.get("study") or {}).get("prescription"),
                "refit": best.get("refit"),
+               "verification": _verification(best.get("verification")),
                "seconds_doctor": round(t_doc, 1), "seconds_reference": round(t_ref, 1)}
         rows.append(row)
         print(f"  {sc.name}: baseline {base:.3f}  doctor {doc:.3f}  reference {reference:.3f}  "
               f"{'repaired' if row['repaired'] else 'NOT repaired'}  ({t_doc:.0f} s)", flush=True)
     return rows
+
+
+def _verification(v: dict | None) -> dict | None:
+    """The cure check's decision, in short: accepted or not, gain, margin, seeds, its cost."""
+    if not v:
+        return None
+    return {"accepted": v.get("accepted"), "chosen": v.get("chosen"), "gain": v.get("gain"),
+            "margin": v.get("margin"), "seeds": v.get("seeds"),
+            "runs": (v.get("cost") or {}).get("runs"),
+            "sample_epochs": (v.get("cost") or {}).get("sample_epochs")}
 
 
 def _main_metric(metrics: dict | None, task: str) -> float | None:
@@ -523,6 +542,14 @@ def print_repair(rows: list[dict]) -> str:
     if ctrl:
         n = sum(r["repaired"] for r in ctrl)
         w(f"Healthy controls within {TOLERANCE} of the reference (no harm done): {n}/{len(ctrl)}.\n")
+    ver = [r.get("verification") for r in rows if r.get("verification")]
+    if ver:
+        took = sum(bool(v["accepted"]) for v in ver)
+        w(f"Cure check (the best trials and the recipe as given retrained with "
+          f"{max(v['seeds'] or 1 for v in ver)} seeds): the cure was taken in {took} and the "
+          f"recipe as given kept in {len(ver) - took} of {len(ver)} scenarios; it retrained a "
+          f"median of {statistics.median(v['runs'] or 0 for v in ver):g} runs "
+          f"({statistics.median(v['sample_epochs'] or 0 for v in ver):,.0f} sample-epochs).\n")
     secs = [r["seconds_doctor"] for r in rows]
     w(f"Doctor wall time per scenario (diagnosis + {rows[0]['trials'] if rows else '?'} trials + "
       f"retrain + report + refit): median {statistics.median(secs):.0f} s, total {sum(secs):.0f} s.\n")
@@ -539,7 +566,11 @@ def print_repair_details(rows: list[dict]) -> str:
     w("\nNot repaired, from their reports:\n\n")
     for r in bad:
         params = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in r["best_params"].items()}
+        v = r.get("verification") or {}
+        check = (f"cure check: {'taken' if v.get('accepted') else 'kept the recipe'} (gain "
+                 f"{_f(v.get('gain'))}, margin {_f(v.get('margin'))}); ") if v else ""
         w(f"- **{r['scenario']}** ({r['planted']}): found {', '.join(r['symptoms']) or 'nothing'}; "
+          f"{check}"
           f"{'kept the recipe as given' if r['kept_as_given'] else 'remedies ' + (', '.join(r['remedies']) or 'none')}; "
           f"validation {_f(r['val_baseline'])} → {_f(r['val_best'])}, internal test "
           f"{_f(r['internal_test_baseline'])} → {_f(r['internal_test_best'])}; remaining "
@@ -560,7 +591,8 @@ def _f(v: Any, nd: int = 3) -> str:
 
 
 # ============================================================================ part 2
-def part_guided(scenarios: list[Scenario], *, trials: int) -> list[dict]:
+def part_guided(scenarios: list[Scenario], *, trials: int,
+                spaces: tuple[str, ...] = ("guided", "full")) -> list[dict]:
     from doctor.diagnosis import diagnose_table
     from doctor.search import tune
 
@@ -582,7 +614,7 @@ def part_guided(scenarios: list[Scenario], *, trials: int) -> list[dict]:
         row = {"scenario": sc.name, "task": task, "reference_val": ref,
                "baseline_val": float(run.val_score), "diagnosis_s": round(t_diag, 2),
                "symptoms": diagnosis.ids}
-        for space in ("guided", "full"):
+        for space in spaces:
             stamps: list[tuple[float, int, str, float | None]] = []
 
             def stamp(study, trial, stamps=stamps):
@@ -601,19 +633,23 @@ def part_guided(scenarios: list[Scenario], *, trials: int) -> list[dict]:
                     best = max(best, value)
                 curve.append((when - t0, best))
             first = next((t for t in res.study.trials if t.user_attrs.get("doctor:prescribed")), None)
+            prior = next((t for t in res.study.trials if t.user_attrs.get("doctor:prior")), None)
             row[space] = {
                 "best": res.best_value, "seconds": round(total, 2), "trials": len(stamps),
                 "to_ref": _reach(curve, ref), "to_ref_tol": _reach(curve, ref - TOLERANCE),
                 "curve": [(round(s, 2), b) for s, b in curve],
                 "prescribed": None if first is None else first.value,
+                "prior": None if prior is None else prior.value,
                 "pruned": sum(s[2] == "PRUNED" for s in stamps),
+                "pruned_sick": sum(t.user_attrs.get("pruned_by") == "diagnosis"
+                                   for t in res.study.trials),
                 "failed": sum(s[2] == "FAIL" for s in stamps),
                 "remedies": res.remedies}
         rows.append(row)
-        g, f = row["guided"], row["full"]
-        print(f"  {sc.name}: ref {ref:.3f}  guided best {_f(g['best'])} (ref after "
-              f"{_fmt_reach(g['to_ref'])})  full best {_f(f['best'])} (ref after "
-              f"{_fmt_reach(f['to_ref'])})", flush=True)
+        print(f"  {sc.name}: ref {ref:.3f}  " + "  ".join(
+            f"{space} best {_f(row[space]['best'])} (ref after {_fmt_reach(row[space]['to_ref'])}, "
+            f"{row[space]['pruned_sick']} pruned as sick, {row[space]['seconds']:.0f} s)"
+            for space in spaces), flush=True)
     return rows
 
 
@@ -686,6 +722,32 @@ def print_guided(rows: list[dict], trials: int) -> str:
     w(f"Best validation value after {trials} trials: median guided {statistics.median(bg):.3f}, "
       f"full {statistics.median(bf):.3f}; guided higher in {wins}, equal in {ties}, lower in "
       f"{len(rows) - wins - ties} of {len(rows)}.\n")
+    near = sum((r["guided"]["best"] or -math.inf) >= (r["full"]["best"] or -math.inf) - NEAR
+               for r in rows)
+    w(f"Guided at least full − {NEAR} at the end: {near} of {len(rows)}. Trials pruned as sick "
+      f"(diagnosis-aware pruning): guided {sum(r['guided'].get('pruned_sick', 0) for r in rows)}, "
+      f"full {sum(r['full'].get('pruned_sick', 0) for r in rows)}.\n")
+    return out.getvalue()
+
+
+def print_guided_one(rows: list[dict], space: str) -> str:
+    """Part 2 with one space only (e.g. to compare pruners): time to the reference and best."""
+    out = io.StringIO()
+    w = out.write
+    w(f"| scenario | reference (val) | {space}: trials / s to ref | to ref − {TOLERANCE} | best | "
+      "pruned (as sick) | search s |\n| --- | ---: | --- | --- | ---: | ---: | ---: |\n")
+    for r in rows:
+        g = r[space]
+        cell = lambda x: "not reached" if x is None else f"{x[0]} / {x[1]:.1f}"  # noqa: E731
+        w(f"| {r['scenario']} | {_f(r['reference_val'])} | {cell(g['to_ref'])} | "
+          f"{cell(g['to_ref_tol'])} | {_f(g['best'])} | {g['pruned']} ({g.get('pruned_sick', 0)}) | "
+          f"{g['seconds']:.0f} |\n")
+    for key in ("to_ref", "to_ref_tol"):
+        t, sec, n = _median_reach(rows, space, key)
+        w(f"\nMedian until {key.replace('to_ref_tol', f'reference − {TOLERANCE}').replace('to_ref', 'the reference')}: "
+          f"{t} trials / {sec} s (reached in {n} of {len(rows)}).")
+    w(f"\nMedian best {statistics.median(r[space]['best'] for r in rows):.3f}; median search "
+      f"{statistics.median(r[space]['seconds'] for r in rows):.1f} s.\n")
     return out.getvalue()
 
 
@@ -820,10 +882,13 @@ def part_peer(names: list[str], work: Path, *, budget: float) -> list[dict]:
         if task == "classification":
             truth, pred = truth.astype(str), pd.Series(pred).astype(str)
         doc = score(task, truth.to_numpy(), np.asarray(pred))
-        fl, t_fl, est = run_flaml(train, test, target, task, budget)
+        # The same wall-clock: FLAML gets as long as the doctor's whole visit took (diagnosis,
+        # search, the multi-seed cure check, refit and explanations), not just its search.
+        wall = max(budget, t_doc)
+        fl, t_fl, est = run_flaml(train, test, target, task, wall)
         flw = None
         if task == "classification" and df[target].value_counts(normalize=True).min() < MINORITY:
-            flw, _, _ = run_flaml(train, test, target, task, budget, balanced=True)
+            flw, _, _ = run_flaml(train, test, target, task, wall, balanced=True)
         best = report.get("best") or {}
         row = {"table": name, "source": source, "task": task, "rows": f"{len(train)}/{len(test)}",
                "columns": df.shape[1] - 1, "doctor": doc, "flaml": fl, "flaml_model": est,
@@ -843,7 +908,7 @@ def print_peer(rows: list[dict], budget: float) -> str:
     w = out.write
     w(f"| table | metric | train/test rows | columns | doctor | FLAML | FLAML's model | "
       f"FLAML class-weighted | doctor trials | doctor wall s (search ≤ {budget:g} s) | "
-      f"FLAML wall s | symptoms found | remedies kept |\n")
+      f"FLAML wall s (budget = doctor's wall) | symptoms found | remedies kept |\n")
     w("| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | --- |\n")
     for r in rows:
         metric = "bal. acc." if r["task"] == "classification" else "R²"
@@ -878,6 +943,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds for the doctor's search and for FLAML in part 3 "
                          "(default 45, 15 with --quick)")
+    ap.add_argument("--pruner", choices=("median", "hyperband"), default=None,
+                    help="the pruner for slow trials (default: the doctor's, doctor.search.PRUNER)")
+    ap.add_argument("--prior", action="store_true",
+                    help="guided searches also enqueue the prescription regularised as their "
+                         "second trial (doctor.search.ENQUEUE_PRIOR, off by default)")
+    ap.add_argument("--spaces", default="guided,full",
+                    help="part 2: which spaces to run (default guided,full; 'guided' alone for "
+                         "a pruner comparison)")
     ap.add_argument("--cli", action="store_true",
                     help="part 1 through `doctor fit` / `doctor predict` subprocesses")
     ap.add_argument("--workdir", default=None, help="where the doctor's output folders go "
@@ -898,6 +971,16 @@ def main(argv: list[str] | None = None) -> int:
     configure_torch()
     import optuna
 
+    import doctor.search
+
+    if args.pruner:
+        doctor.search.PRUNER = args.pruner
+    if args.prior:
+        doctor.search.ENQUEUE_PRIOR = True
+    spaces = tuple(x.strip() for x in args.spaces.split(",") if x.strip())
+    if not spaces or set(spaces) - {"guided", "full"}:
+        ap.error(f"--spaces must name guided and/or full, got {args.spaces!r}")
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("doctor").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -913,7 +996,10 @@ def main(argv: list[str] | None = None) -> int:
             return [s for s in SCENARIOS if s.name in names_quick]
         return list(SCENARIOS)
 
-    results: dict[str, Any] = {"trials": args.trials, "budget": budget, "quick": args.quick}
+    results: dict[str, Any] = {"trials": args.trials, "budget": budget, "quick": args.quick,
+                               "pruner": doctor.search.PRUNER,
+                               "prior": doctor.search.ENQUEUE_PRIOR}
+    print(f"pruner for slow trials: {doctor.search.PRUNER}", flush=True)
     text = []
     started = time.perf_counter()
     if "repair" in parts:
@@ -930,8 +1016,9 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         scen = [s for s in pick(QUICK_GUIDED) if s.faulty and
                 (only or args.quick or s.name in FULL_GUIDED)]
-        rows = part_guided(scen, trials=args.trials)
-        block = print_guided(rows, args.trials) + f"\nPart 2 took {time.perf_counter() - t0:.0f} s.\n"
+        rows = part_guided(scen, trials=args.trials, spaces=spaces)
+        block = (print_guided(rows, args.trials) if len(spaces) == 2 else
+                 print_guided_one(rows, spaces[0])) + f"\nPart 2 took {time.perf_counter() - t0:.0f} s.\n"
         print("\n" + block, flush=True)
         text.append(("guided", block))
         results["guided"] = rows
@@ -956,12 +1043,15 @@ def replot(path: Path) -> int:
         print("## 1. Repair rate\n\n" + print_repair(results["repair"])
               + print_repair_details(results["repair"]))
     if "guided" in results:
+        spaces = [s for s in ("guided", "full") if all(s in r for r in results["guided"])]
         for r in results["guided"]:  # JSON turned the (trials, seconds) tuples into lists
-            for space in ("guided", "full"):
+            for space in spaces:
                 for key in ("to_ref", "to_ref_tol"):
                     if r[space][key] is not None:
                         r[space][key] = tuple(r[space][key])
-        print("## 2. Guided vs full search\n\n" + print_guided(results["guided"], results["trials"]))
+        print("## 2. Guided vs full search\n\n" + (
+            print_guided(results["guided"], results["trials"]) if len(spaces) == 2
+            else print_guided_one(results["guided"], spaces[0])))
     if "peer" in results:
         print("## 3. Doctor vs FLAML\n\n" + print_peer(results["peer"], results["budget"]))
     return 0

@@ -98,7 +98,9 @@ class Bundle:
         df = df.drop(columns=[self.target], errors="ignore")
         expected = self.pre.numeric_ + self.pre.categorical_
         missing = [c for c in expected if c not in df.columns]
-        extra = [c for c in df.columns if c not in expected]
+        # columns the preprocessing left out on purpose (constant, leaking) are expected extras
+        dropped = set(getattr(self.pre, "dropped_", {}))
+        extra = [c for c in df.columns if c not in expected and c not in dropped]
         if missing:
             more = f"; unexpected columns: {', '.join(map(repr, extra[:5]))}" if extra else ""
             raise InputError(f"the CSV lacks column(s) the model was trained on: "

@@ -41,6 +41,10 @@ class Table:
     numeric: list[str]
     categorical: list[str]
     source: str = "data"
+    #: The per-sample shape of array input with more than one feature axis (e.g. `(1, 8, 8)`
+    #: for 8×8 grey images), or None for a plain table. `X` always holds one column per
+    #: element in C order, so the network can be handed `(batch, *input_shape)` tensors.
+    input_shape: tuple[int, ...] | None = None
 
     @property
     def n_rows(self) -> int:
@@ -56,7 +60,7 @@ class Table:
     def subset(self, rows: np.ndarray) -> Table:
         return Table(self.X.iloc[rows].reset_index(drop=True),
                      self.y.iloc[rows].reset_index(drop=True), self.target, self.task,
-                     self.classes, self.numeric, self.categorical, self.source)
+                     self.classes, self.numeric, self.categorical, self.source, self.input_shape)
 
 
 @dataclass
@@ -346,7 +350,13 @@ def from_frame(df: pd.DataFrame, *, target: str | None = None, task: str | None 
 
 def from_arrays(X: Any, y: Any, *, task: str | None = None, feature_names: list[str] | None = None,
                 source: str = "arrays") -> Table:
-    """Build a `Table` from array-likes (NumPy, tensors, lists) or a DataFrame and a Series."""
+    """Build a `Table` from array-likes (NumPy, tensors, lists) or a DataFrame and a Series.
+
+    X of shape (rows, d1, d2, …) — images as (rows, channels, height, width), say — becomes
+    one column per element (C order, named `x<i>_<j>_…` by position) and the Table records
+    `input_shape = (d1, d2, …)`, so the network still receives tensors of that shape.
+    """
+    shape = None
     if hasattr(X, "detach"):
         X = X.detach().cpu().numpy()
     if hasattr(y, "detach"):
@@ -356,9 +366,18 @@ def from_arrays(X: Any, y: Any, *, task: str | None = None, feature_names: list[
         frame.columns = [str(c) for c in frame.columns]
     else:
         arr = np.asarray(X)
+        if arr.ndim > 2 and arr.dtype != object:
+            shape = tuple(int(d) for d in arr.shape[1:])
+            if 0 in shape:
+                raise InputError(f"X has an empty sample shape {shape}; pass (rows, features) "
+                                 "or (rows, channels, height, width)")
+            names = feature_names or ["x" + "_".join(map(str, i)) for i in np.ndindex(*shape)]
+            arr = arr.reshape(len(arr), int(np.prod(shape)))
         if arr.ndim != 2:
-            raise InputError(f"X should be a 2-d array (rows, features), got shape {arr.shape}")
-        names = feature_names or [f"x{i}" for i in range(arr.shape[1])]
+            raise InputError(f"X should be an array of shape (rows, features) or (rows, "
+                             f"channels, …), got shape {arr.shape}")
+        if shape is None:
+            names = feature_names or [f"x{i}" for i in range(arr.shape[1])]
         frame = pd.DataFrame(arr, columns=names)
     y = pd.Series(np.asarray(y).ravel() if not isinstance(y, pd.Series) else y.to_numpy(),
                   name="target")
@@ -368,7 +387,9 @@ def from_arrays(X: Any, y: Any, *, task: str | None = None, feature_names: list[
         raise InputError(f"y has {int(y.isna().sum())} missing value(s); drop or fill them")
     frame = frame.reset_index(drop=True)
     task = _pick_task(y, task, "target", source)
-    return _finish(frame, y, "target", task, source)
+    table = _finish(frame, y, "target", task, source)
+    table.input_shape = shape
+    return table
 
 
 def _blank_values(s: pd.Series) -> np.ndarray:

@@ -25,6 +25,10 @@ class Diagnosis:
     profile: DataProfile | None = None
     trace: Trace | None = None
     baseline: dict[str, Any] = field(default_factory=dict)  # metrics of the recipe as given
+    #: Symptom ids the doctor could not judge for this model and data, each with the reason
+    #: (e.g. no ReLU units → no dying-ReLU verdict). Absent from `symptoms` is then "not
+    #: judged", not "healthy". Filled by `not_judged`.
+    not_applicable: dict[str, str] = field(default_factory=dict)
 
     @property
     def ids(self) -> list[str]:
@@ -47,6 +51,8 @@ def check_model(recipe: Recipe, n_features: int, n_outputs: int) -> None:
 
     from doctor.errors import InputError
 
+    from doctor.models import ShapedInput
+
     name = recipe.describe_model()
     try:
         net = recipe.build(n_features, n_outputs)
@@ -55,14 +61,20 @@ def check_model(recipe: Recipe, n_features: int, n_outputs: int) -> None:
     except Exception as e:  # the user's factory may raise anything
         raise InputError(f"--model {name}: building the network raised {type(e).__name__}: {e}; "
                          f"it is called as FUNC(n_features={n_features}, n_outputs={n_outputs})") from None
+    if isinstance(net, ShapedInput):
+        given = f"inputs of shape (batch, {', '.join(map(str, net.shape))})"
+        advice = "build it for inputs of that shape"
+    else:
+        given = f"this data's {n_features} preprocessed features"
+        advice = "build it for the n_features it is given"
     try:
         with torch.no_grad():
             net.eval()
             out = net(torch.zeros(2, n_features))
     except Exception as e:
-        raise InputError(f"--model {name}: the network cannot run on this data's {n_features} "
-                         f"preprocessed features ({type(e).__name__}: {str(e).splitlines()[0]}); "
-                         "build it for the n_features it is given") from None
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise InputError(f"--model {name}: the network cannot run on {given} "
+                         f"({type(e).__name__}: {first}); {advice}") from None
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, n_outputs):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise InputError(f"--model {name}: the network returns {shape} for 2 rows; it must return "
@@ -86,7 +98,7 @@ def diagnose_table(table, split, recipe: Recipe, *, device: str = "cpu", probes=
     from doctor.probes import default_probes
     from doctor.trainer import Trainer
 
-    profile = profile_data(table, split, seed=recipe.seed)
+    profile = profile_data(table, split, seed=recipe.seed, recipe=recipe)
     prepared = prepare(table, split, recipe, device=device)
     check_model(recipe, prepared.n_features, prepared.n_outputs)
     run = Trainer(recipe, probes=default_probes() if probes is None else probes,
@@ -100,8 +112,61 @@ def diagnose_table(table, split, recipe: Recipe, *, device: str = "cpu", probes=
     symptoms = with_remedies(link_causes(ev.found))
     diagnosis = Diagnosis(symptoms, recipe, table.task,
                           len(table.classes) if table.classes else 0, profile, run.trace,
-                          {"val_score": run.val_score, "val_loss": run.val_loss})
+                          {"val_score": run.val_score, "val_loss": run.val_loss},
+                          not_judged(ev, stages))
     return diagnosis, run, prepared
+
+
+def not_judged(ev, stages) -> dict[str, str]:
+    """Why each symptom the stages' checks look for could not be judged, in contract order.
+
+    Two sources: what the probes could not find in this network (`probe_gaps`: no weighted
+    layers → no gradient verdicts, no ReLU units → no dying-ReLU verdict, …) and each check's
+    own `not_applicable` (regression has no calibration, a model that is not differentiable
+    in its inputs cannot be attacked, …). Only ids of checks that ran are listed, and never
+    one that was found.
+    """
+    from doctor.checks import SYMPTOMS
+
+    ran = {i for stage in stages for c in stage for i in c.ids}
+    reasons = probe_gaps(ev.trace) if ev.trace is not None else {}
+    for stage in stages:
+        for c in stage:
+            reasons.update(c.not_applicable(ev))
+    found = {s.id for s in ev.found}
+    return {i: reasons[i] for i in SYMPTOMS if i in reasons and i in ran and i not in found}
+
+
+def probe_gaps(trace: Trace) -> dict[str, str]:
+    """Gradient and activation symptoms the probes' readings of this network cannot judge."""
+    out: dict[str, str] = {}
+    if not trace.layers:
+        why = ("no trainable linear or convolution layer was found in the network, so there are "
+               "no per-layer gradient norms to read")
+        out["exploding_gradient"] = out["vanishing_gradient"] = why
+    elif not trace.steps:
+        out["exploding_gradient"] = out["vanishing_gradient"] = "no gradient readings were recorded"
+    elif len(trace.layers) == 1:
+        out["vanishing_gradient"] = (f"the network has a single trainable weighted layer "
+                                     f"('{trace.layers[0]}'); vanishing gradients are judged by "
+                                     "comparing the input-side layers with the output layer")
+    if not trace.activations:
+        out["dying_relu"] = out["saturated_activations"] = "no activation statistics were recorded"
+        return out
+    layers = trace.activations[-1]["layers"]
+    if not layers:
+        why = ("no activation layers were found: the network has no activation modules, and no "
+               "hidden linear or convolution layer whose inputs could be read instead")
+        out["dying_relu"] = out["saturated_activations"] = why
+        return out
+    names = list(dict.fromkeys(f"{l.get('name')} ({l.get('kind')})" for l in layers))
+    read = ", ".join(names[:6]) + (", …" if len(names) > 6 else "")
+    if not any("dead" in l for l in layers):
+        out["dying_relu"] = f"no ReLU units were found among the activations read: {read}"
+    if not any("saturated" in l for l in layers):
+        out["saturated_activations"] = (f"no sigmoid or tanh units were found among the "
+                                        f"activations read: {read}")
+    return out
 
 
 def with_remedies(symptoms: list[Symptom]) -> list[Symptom]:
@@ -119,16 +184,26 @@ def diagnose(model: Any = None, data: Any = None, *, y: Any = None, target: str 
              device: str = "auto") -> Diagnosis:
     """Diagnose a network and its data: the Python face of `doctor diagnose`.
 
+    Any `nn.Module` works, whatever its structure: weighted layers and activations are found
+    by walking the module and by hooks (activations called as functions are read at the
+    inputs of the following weighted layer). Samples with more than one axis, such as images
+    `(N, channels, height, width)`, reach the network in that shape; the data checks see one
+    column per element.
+
     Args:
         model: None (the doctor's MLP), a factory `f(n_features, n_outputs) -> nn.Module`, an
-            `nn.Module` instance (copied, never modified), or "FILE.py:FUNC".
+            `nn.Module` instance (copied, never modified), or "FILE.py:FUNC". For image input
+            a factory gets `n_features` = elements per sample (64 for 1×8×8).
         data: a CSV path, a DataFrame holding the target column, an (X, y) pair, an array or
-            tensor X with `y=`, or a DataLoader yielding (X, y) batches.
+            tensor X with `y=` (rows × features, or N × C × H × W images), or a DataLoader
+            yielding (X, y) batches.
         target, task: as the CLI's --target / --task.
         optimizer, lr, epochs, batch_size: the training recipe, exactly as given.
 
     Returns:
-        The `Diagnosis`: `.symptoms` (contract symptoms), `.baseline`, `.trace`, `.profile`.
+        The `Diagnosis`: `.symptoms` (contract symptoms), `.baseline`, `.trace` (per-layer
+        gradient norms, per-channel unit statistics), `.profile`, and `.not_applicable`: the
+        symptom ids that could not be judged for this model, each with the reason.
 
     Example:
         >>> import doctor, numpy as np
@@ -136,6 +211,16 @@ def diagnose(model: Any = None, data: Any = None, *, y: Any = None, target: str 
         >>> d = doctor.diagnose(None, X, y=y, epochs=5)
         >>> isinstance(d.ids, list)
         True
+
+        A small CNN on (N, 1, 8, 8) images:
+
+        >>> import torch
+        >>> from torch import nn
+        >>> imgs = torch.rand(120, 1, 8, 8); labels = (imgs.mean((1, 2, 3)) > 0.5).long()
+        >>> cnn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 2))
+        >>> d = doctor.diagnose(cnn, (imgs, labels), epochs=2)
+        >>> d.trace.layers, "saturated_activations" in d.not_applicable
+        (['0', '3'], True)
     """
     from doctor.api import make_case
 

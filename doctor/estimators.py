@@ -100,6 +100,7 @@ class _DoctorEstimator(BaseEstimator):
         self.y_scale_ = (prepared.y_mean, prepared.y_std)
         self.device_ = case.device
         self.columns_ = list(case.table.X.columns)
+        self.input_shape_ = case.table.input_shape  # e.g. (1, 8, 8) for image tensors; None for rows
         self.feature_names_in_ = np.asarray(frame.columns, dtype=object) if frame is not None else None
         self.n_features_in_ = len(self.columns_)
         if self._task == "classification":
@@ -112,11 +113,28 @@ class _DoctorEstimator(BaseEstimator):
         if not hasattr(self, "model_"):
             raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call "
                                  "'fit' with appropriate arguments before using this estimator.")
-        frame = X.copy() if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X), columns=self.columns_)
+        frame = X.copy() if isinstance(X, pd.DataFrame) else \
+            pd.DataFrame(self._rows(X), columns=self.columns_)
         frame.columns = [str(c) for c in frame.columns]
         Xp = self.preprocessor_.transform(frame)
         return predict_arrays(self.model_, Xp, self._task, y_mean=self.y_scale_[0],
                               y_std=self.y_scale_[1], device=self.device_)
+
+    def _rows(self, X: Any) -> np.ndarray:
+        """X as (rows, features): samples shaped like the training samples are flattened."""
+        from doctor.errors import InputError
+
+        arr = X.detach().cpu().numpy() if hasattr(X, "detach") else np.asarray(X)
+        shape = getattr(self, "input_shape_", None)
+        if arr.ndim > 2:
+            if shape is None or tuple(arr.shape[1:]) != tuple(shape):
+                raise InputError(f"X has samples of shape {tuple(arr.shape[1:])}, but the model "
+                                 f"was fitted on {'rows' if shape is None else tuple(shape)}")
+            arr = arr.reshape(len(arr), -1)
+        if arr.ndim != 2 or arr.shape[1] != len(self.columns_):
+            raise InputError(f"X has shape {arr.shape}, but the model was fitted on "
+                             f"{len(self.columns_)} features per row")
+        return arr
 
 
 class DoctorClassifier(ClassifierMixin, _DoctorEstimator):

@@ -1,4 +1,5 @@
-"""The doctor's own network family: a configurable MLP described by a small dataclass."""
+"""The doctor's own network family (a configurable MLP described by a small dataclass), and
+`ShapedInput`, which hands a user's network (a CNN, say) its rows in their original shape."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,3 +55,32 @@ def build_mlp(spec: MLPSpec, n_features: int, n_outputs: int) -> nn.Module:
         width = h
     layers.append(nn.Linear(width, n_outputs))
     return nn.Sequential(*layers)
+
+
+class ShapedInput(nn.Module):
+    """Hands a user's network its inputs in their own shape: `(B, n)` rows → `(B, *shape)`.
+
+    The doctor keeps every data set as a flat table (one column per pixel for images), so
+    preprocessing, resampling, the probes' row batches, adversarial attacks and attributions
+    all work on rows. A network built for image tensors is wrapped in this module once, where
+    the network is built, and everything that calls the model passes rows as usual.
+
+    The user's module is the child `net`; module surgery and the probes see its layers (the
+    probes name them without the `net.` prefix, see `user_network`).
+    """
+
+    def __init__(self, net: nn.Module, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.net = net
+        self.shape = tuple(int(d) for d in shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.reshape(len(x), *self.shape))
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}"
+
+
+def user_network(model: nn.Module) -> nn.Module:
+    """The network the user wrote: `model` itself, or the one a `ShapedInput` wraps."""
+    return model.net if isinstance(model, ShapedInput) else model

@@ -35,14 +35,12 @@ from doctor.diagnosis import Diagnosis
 from doctor.diagnosis import diagnose_table
 from doctor.diagnosis import with_remedies
 from doctor.metrics import report_metrics
-from doctor.prepare import prepare
-from doctor.probes import default_probes
 from doctor.robustness import curve_eps
 from doctor.robustness import robust_curve
 from doctor.storage import mask
 from doctor.trainer import Run
-from doctor.trainer import Trainer
 from doctor.search import tune
+from doctor.search import verify_cure
 
 log = logging.getLogger(__name__)
 #: Data symptoms the doctor's standard preprocessing always treats (impute, scale, constant
@@ -323,6 +321,10 @@ def trials_section(study: optuna.Study) -> list[dict]:
                 row[key] = tr.user_attrs[key]
         if tr.user_attrs.get("doctor:prescribed"):
             row["prescribed"] = True
+        if tr.user_attrs.get("doctor:prior"):
+            row["prior"] = tr.user_attrs["doctor:prior"]
+        if tr.user_attrs.get("pruned_by"):
+            row["pruned_by"] = tr.user_attrs["pruned_by"]
         rows.append(row)
     return rows
 
@@ -359,8 +361,10 @@ def verdict(report: dict) -> str:
         applied = [a for a in report["best"].get("remedies_applied") or []
                    if a != "temperature_scaling"]
         if report["best"].get("kept_recipe_as_given"):
-            head += (f" No remedy beat your recipe on validation rows, so it is kept; held-out "
-                     f"{key.replace('_', ' ')} {base[key]:.3f}.")
+            why = (report["best"].get("verification") or {}).get("decision")
+            head += (" No remedy beat your recipe by more than the noise of its validation "
+                     f"score, so it is kept; held-out {key.replace('_', ' ')} {base[key]:.3f}."
+                     + (f" ({why[0].upper()}{why[1:]}.)" if why else ""))
         else:
             what = f"remedies {', '.join(applied)}" if applied else "the search's best configuration"
             head += (f" With {what}, held-out {key.replace('_', ' ')} went from {base[key]:.3f} to "
@@ -515,6 +519,7 @@ def run_diagnose(case: Case, out: Path, *, command: str = "", progress: Callable
         on_epoch=_stage(progress, "training your recipe", case.recipe.epochs))
     val_metrics, Xv, _ = heldout(run, case, prepared, case.split.val)
     report = {"data": data_section(case), "symptoms": [s.to_dict() for s in diagnosis.symptoms],
+              "not_applicable": diagnosis.not_applicable,
               "baseline": {"metrics": val_metrics, "held_out": "validation rows",
                            "recipe": case.recipe.as_dict()},
               "traces": {"baseline": run.trace.to_dict()},
@@ -547,16 +552,12 @@ def run_fit(case: Case, out: Path, *, storage: str, study: str, trials: int,
                   trials=trials, timeout=timeout, resume=resume, join=join, space=space,
                   workers=workers, device=case.device, callbacks=callbacks,
                   robust_eps=robust_eps)
-    best_recipe = result.best_recipe
-    if result.best_value is None or result.best_value < base_run.val_score:
-        # The recipe as given beat every trial on the validation rows: keep it. A tie goes to
-        # the search's best (the prescription, when it ties, since it ran first): the
-        # diagnosis is evidence the validation rows are too few to show.
-        best_recipe = recipe
-    best_params = result.best_params if best_recipe is result.best_recipe else {}
-    best_prep = prepare(case.table, case.split, best_recipe, device=case.device, noisy=noisy)
-    best_run = Trainer(best_recipe, probes=default_probes(),
-                       on_epoch=_stage(progress, "retraining the best", best_recipe.epochs)).fit(best_prep)
+    # The verified cure: the best few trials and the recipe as given retrained with several
+    # seeds on fresh train/validation splits; the cure replaces the recipe only when it wins
+    # by more than noise, and is then retrained on the original split (search.verify_cure).
+    cure = verify_cure(case.table, case.split, recipe, base_run, base_prep, result, diagnosis,
+                       device=case.device, noisy=noisy, robust_eps=robust_eps, progress=progress)
+    best_recipe, best_params, best_run, best_prep = cure.recipe, cure.params, cure.run, cure.prepared
     after = rediagnose(best_run, best_prep, diagnosis)
     import search_spaces
 
@@ -579,12 +580,15 @@ def run_fit(case: Case, out: Path, *, storage: str, study: str, trials: int,
     report: dict[str, Any] = {
         "data": data_section(case),
         "symptoms": [s.to_dict() for s in diagnosis.symptoms],
+        "not_applicable": diagnosis.not_applicable,
         "baseline": {"metrics": base_test, "held_out": "test rows", "recipe": case.recipe.as_dict(),
                      "val_score": base_run.val_score},
         "best": {"params": best_params, "kept_recipe_as_given": not best_params,
                  "best_trial_params": result.best_params, "metrics": best_test, "symptoms": [s.id for s in after],
                  "symptom_details": [s.to_dict() for s in after], "recipe": best_recipe.as_dict(),
-                 "remedies_applied": applied, "val_score": best_run.val_score},
+                 "remedies_applied": applied, "val_score": best_run.val_score,
+                 "trial": cure.trial, "seeds": cure.seeds, "seed_val_scores": cure.scores,
+                 "verification": cure.record},
         "study": {"storage": result.storage, "name": result.study.study_name,
                   "trials": len(result.study.trials), "best_trial": result.best_trial,
                   "space": space, "prescription": result.prescription, "remedies": result.remedies},

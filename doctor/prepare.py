@@ -1,7 +1,8 @@
 """From a `Table`, its `Split` and a `Recipe` to tensors the trainer can use.
 
-Preprocessing is fitted on the training rows only; resampling and the handling of flagged
-noisy rows touch the training rows only; validation and test rows are only transformed.
+Preprocessing is fitted on the training rows only; dropping duplicate rows, resampling and the
+handling of flagged noisy rows touch the training rows only; validation and test rows are only
+transformed.
 """
 from __future__ import annotations
 
@@ -54,8 +55,22 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def fit_preprocessor(table: Table, rows: np.ndarray, recipe: Recipe) -> Preprocessor:
-    pre = Preprocessor(scaler=recipe.scaler, imputer=recipe.imputer, clip=recipe.clip)
-    return pre.fit(table.X.iloc[rows], table.numeric, table.categorical)
+    pre = Preprocessor(scaler=recipe.scaler, imputer=recipe.imputer, clip=recipe.clip,
+                       drop=recipe.drop_columns, drop_constant=recipe.drop_constant,
+                       select=recipe.select, select_rows_per_feature=recipe.select_rows_per_feature)
+    return pre.fit(table.X.iloc[rows], table.numeric, table.categorical,
+                   y=table.y_codes()[rows], task=table.task)
+
+
+def first_copies(table: Table, rows: np.ndarray) -> np.ndarray:
+    """Positions into `rows` of the rows that are not an exact copy (features and target) of
+    an earlier one among `rows`; the same hashing as the duplicate_rows check."""
+    import pandas as pd
+
+    full = table.X.iloc[rows].copy()
+    full["__target__"] = table.y.iloc[rows].to_numpy()
+    h = pd.util.hash_pandas_object(full, index=False).to_numpy()
+    return np.flatnonzero(~pd.Series(h).duplicated(keep="first").to_numpy())
 
 
 def prepare(table: Table, split: Split, recipe: Recipe, *, device: torch.device | str = "cpu",
@@ -67,22 +82,40 @@ def prepare(table: Table, split: Split, recipe: Recipe, *, device: torch.device 
             the recipe drops or down-weights them.
     """
     device = torch.device(device)
-    pre = fit_preprocessor(table, split.train, recipe)
+    train = np.asarray(split.train)
+    noisy = None if noisy is None else np.asarray(noisy, dtype=int)
+    if recipe.drop_duplicates:
+        kept = first_copies(table, train)
+        if noisy is not None:  # re-index the flagged positions among the rows kept
+            noisy = np.flatnonzero(np.isin(kept, noisy))
+        train = train[kept]
+    pre = fit_preprocessor(table, train, recipe)
     y = table.y_codes()
-    Xtr, ytr = pre.transform(table.X.iloc[split.train]), y[split.train]
+    num, codes = pre.transform_parts(table.X.iloc[train])
+    ytr = y[train]
     Xva, yva = pre.transform(table.X.iloc[split.val]), y[split.val]
     w = None
     if recipe.noisy_rows and noisy is not None and len(noisy):
         if recipe.noisy_rows == "drop":
             keep = np.setdiff1d(np.arange(len(ytr)), noisy)
-            Xtr, ytr = Xtr[keep], ytr[keep]
+            num, codes, ytr = num[keep], codes[keep], ytr[keep]
         else:  # down-weight: flagged rows count a quarter of a clean row
             w = np.ones(len(ytr), dtype=np.float32)
             w[noisy] = 0.25
-    if recipe.resample and table.task == "classification":
+    resampling = recipe.resample if table.task == "classification" else None
+    if resampling == "smotenc" and pre.categorical_:
+        from search_spaces.resampling import resample_mixed
+
+        # on the columns as they are, before one-hot encoding, as imbalanced-learn intends
+        num, codes, ytr, w = resample_mixed(num, codes, ytr, w, seed=recipe.seed)
+        resampling = None
+    elif resampling == "smotenc":  # no categorical column (left): plain SMOTE is the same thing
+        resampling = "smote"
+    Xtr = pre.assemble(num, codes)
+    if resampling:
         from search_spaces.resampling import resample
 
-        Xtr, ytr, w = resample(recipe.resample, Xtr, ytr, w, seed=recipe.seed)
+        Xtr, ytr, w = resample(resampling, Xtr, ytr, w, seed=recipe.seed)
     y_mean, y_std = 0.0, 1.0
     if table.task == "regression":
         y_mean, y_std = float(ytr.mean()), float(ytr.std() or 1.0)

@@ -75,11 +75,21 @@ class Recipe:
     adv_eps: float = 0.0
     adv_ratio: float = 0.5
     early_stopping: int | None = None  # patience in epochs, restoring the best weights
+    restarts: int = 1  # seeds warmed up briefly; the best on validation trains on (trainer.py)
     scaler: str = "standard"
     imputer: str = "median"
     clip: float | None = None
+    drop_duplicates: bool = False  # drop exact copies (features and target) among training rows
+    drop_constant: bool = False  # drop columns holding one value on the training rows
+    drop_columns: tuple[str, ...] = ()  # columns left out entirely (e.g. flagged as leaking)
+    select: str | None = None  # feature selection: "mutual_info" | "l1" (doctor.preprocess)
+    select_rows_per_feature: float = 5.0  # keep n_train / this many features
 
     def __post_init__(self) -> None:
+        # JSON gives lists back; a tuple keeps the recipe hashable and equal to the original
+        object.__setattr__(self, "drop_columns", tuple(str(c) for c in self.drop_columns))
+        if int(self.restarts) < 1:
+            raise InputError(f"restarts must be at least 1, got {self.restarts}")
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got '{self.optimizer}'")
         if not (self.lr > 0 and np.isfinite(self.lr)):

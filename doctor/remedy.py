@@ -11,6 +11,11 @@ import abc
 from typing import TYPE_CHECKING
 from typing import Any
 
+#: The order in which `search_spaces.build_recipe` applies the families: the data first (what
+#: the network sees), then the network (its shape, then module surgery), then how it is
+#: optimised, then how it is regularised, and adversarial training last.
+STAGES = ("data", "architecture", "optimisation", "regularisation", "robustness")
+
 if TYPE_CHECKING:
     import optuna
 
@@ -26,15 +31,42 @@ class Remedy(abc.ABC):
         treats: the symptom ids this family treats.
         always: offered in every guided search (e.g. the learning rate), not only when one
             of `treats` was found.
+        stage: where `search_spaces.build_recipe` applies it, one of `STAGES`
+            ("data", "architecture", "optimisation", "regularisation", "robustness"). The
+            default is the last stage, so a family that forgets to say runs after the others
+            rather than silently before them; `__init_subclass__` refuses any other value.
     """
 
     name: str = ""
     treats: tuple[str, ...] = ()
     always: bool = False
+    stage: str = "robustness"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.stage not in STAGES:
+            raise TypeError(f"{cls.__name__}.stage must be one of {STAGES}, got {cls.stage!r}")
+        # A family (it has an `apply`) must say how to keep the recipe as given. Not an
+        # abstractmethod: `search_spaces.all_remedies` skips abstract classes, which would
+        # hide the omission instead of reporting it.
+        concrete = not getattr(cls.apply, "__isabstractmethod__", False)
+        if concrete and cls.keep is Remedy.keep:
+            raise TypeError(f"{cls.__name__} must define keep(recipe): the parameter values "
+                            "that leave the recipe as given")
 
     @abc.abstractmethod
     def apply(self, trial: optuna.trial.BaseTrial, recipe: Recipe, diagnosis: Diagnosis | None) -> Recipe:
         """Suggest this family's parameters on `trial` and return the changed recipe."""
+
+    def keep(self, recipe: Recipe) -> dict[str, Any]:
+        """The parameter values that leave `recipe` as given.
+
+        A first trial is "the recipe as given plus the prescribed changes", never a random
+        draw, so every family must say how to stand still; parameters the family would not
+        ask for (a conditional one that is switched off) may be included, `search_spaces.
+        _common.settle` drops them. Every family must define it (`__init_subclass__`).
+        """
+        raise NotImplementedError
 
     def prescribe(self, diagnosis: Diagnosis) -> dict[str, Any]:
         """Parameter values to try first for this diagnosis; {} when there is nothing to say."""

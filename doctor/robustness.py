@@ -17,6 +17,30 @@ def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str) -> torc
     return F.mse_loss(out.reshape(-1), y)
 
 
+def input_gradient_reason(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                          task: str) -> str | None:
+    """Why gradient attacks cannot run on `model`, or None when they can.
+
+    FGSM and PGD follow the loss's gradient with respect to the inputs; a model that detaches
+    its inputs, or uses them as indices (an embedding lookup), has none. Tried on the given rows, in eval mode; the
+    parameters' gradients are not touched (only the input's gradient is asked for).
+    """
+    was = model.training
+    model.eval()
+    try:
+        x = x.detach().clone().requires_grad_(True)
+        g, = torch.autograd.grad(_loss(model, x, y, task), x, allow_unused=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return f"the model's loss has no gradient with respect to its inputs ({first})"
+    finally:
+        model.train(was)
+    if g is None:
+        return ("the model's loss has no gradient with respect to its inputs (they do not reach "
+                "it differentiably)")
+    return None
+
+
 def perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, task: str, *,
             method: str = "pgd", steps: int = 10, alpha: float | None = None) -> torch.Tensor:
     """Adversarial inputs: FGSM (one signed-gradient step) or PGD (`steps` projected steps).

@@ -3,6 +3,11 @@
 Plain PyTorch over in-memory tensors (one index operation per batch, no DataLoader), seeded,
 with four hook points for probes (`doctor.probes.Probe`) and an `on_epoch` callback through
 which the search reports intermediate scores and prunes.
+
+Restarts (`Recipe.restarts` = k > 1) run in this same loop: k seeds each train a short warm-up
+(`warmup_epochs`) without probes or callbacks, the best on validation is kept, and it trains
+on for the rest of the budget; its warm-up epochs are then reported to `on_epoch` like the
+others and stay in its trace. Probes observe the chosen run from the end of its warm-up.
 """
 from __future__ import annotations
 
@@ -34,6 +39,10 @@ EVAL_CHUNK = 8192
 #: comes back from there. Smaller spikes are left to run — a loss 200× its start after a
 #: too-large step can recover, and the checks judge the whole curve (LossDivergence).
 DIVERGENCE_FACTOR = 1e6
+#: Restarts (`Recipe.restarts`): the share of the budget each seed trains before the best is
+#: chosen, and the fewest epochs that is (one epoch's validation score is too noisy to rank).
+WARMUP_SHARE = 0.1
+MIN_WARMUP = 2
 
 
 @dataclass
@@ -47,9 +56,9 @@ class Run:
 
 
 def make_optimizer(recipe: Recipe, params) -> torch.optim.Optimizer:
-    kw: dict = {"lr": recipe.lr}
-    if recipe.weight_decay:
-        kw["weight_decay"] = recipe.weight_decay
+    # always explicit: torch's AdamW defaults to a decay of 0.01, and `weight_decay = 0` (the
+    # weight_decay remedy switched off) must mean none
+    kw: dict = {"lr": recipe.lr, "weight_decay": float(recipe.weight_decay)}
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(params, momentum=recipe.momentum, **kw)
     if recipe.optimizer == "adam":
@@ -130,80 +139,150 @@ class Trainer:
     def fit(self, data: Prepared) -> Run:
         r = self.recipe
         device = data.X_train.device
-        torch.manual_seed(r.seed)
-        np.random.seed(r.seed % 2**32)
+        n = len(data.X_train)
+        probe_idx = torch.randperm(n, generator=torch.Generator(device="cpu").manual_seed(r.seed))
+        probe_idx = probe_idx[:PROBE_ROWS].to(device)
+        started = time.perf_counter()
+        if int(r.restarts) > 1:
+            state = self._best_start(data, probe_idx)
+        else:
+            state = self._start(data, r.seed, probe_idx)
+        self._notify("on_train_begin", state.ctx)  # probes bind to the run that trains on
+        try:
+            # the chosen run's warm-up epochs are reported like any other epoch
+            for record in list(state.trace.epochs):
+                self._after_epoch(state, record, report_only=True)
+            if r.early_stopping and state.trace.epochs and state.trace.diverged is None:
+                last = state.trace.epochs[-1]  # the weights now are those of the last warm-up epoch
+                state.best = (last["val_loss"], copy.deepcopy(state.model.state_dict()), last["epoch"])
+            self._train(state, data, len(state.trace.epochs), r.epochs)
+        except (_Diverged, _Stop):
+            pass
+        finally:
+            state.trace.info["seconds"] = time.perf_counter() - started
+            self._notify("on_train_end", state.ctx)
+        model, trace = state.model, state.trace
+        if state.best[1] is not None:
+            model.load_state_dict(state.best[1])
+            trace.info["restored_epoch"] = state.best[2]
+        val_loss, val_score = self.evaluate(model, data.X_val, data.y_val, data)
+        trace.info["samples_per_s"] = state.ctx.step * state.bs / max(trace.info["seconds"], 1e-9)
+        return Run(model, trace, val_score, val_loss)
+
+    # ------------------------------------------------------------------ the loop
+    def _start(self, data: Prepared, seed: int, probe_idx: torch.Tensor) -> _State:
+        """A fresh run from `seed`: the network, its optimiser and schedule, its batch order."""
+        r = self.recipe
+        device = data.X_train.device
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
         model = r.build(data.n_features, data.n_outputs).to(device)
         opt = make_optimizer(r, model.parameters())
-        X, y, w = data.X_train, data.y_train, data.w_train
-        n, bs = len(X), min(int(r.batch_size), len(X))
+        n = len(data.X_train)
+        bs = min(int(r.batch_size), n)
         steps_per_epoch = math.ceil(n / bs)
         sched, per_batch = make_schedule(r, opt, steps_per_epoch)
-        gen = torch.Generator(device="cpu").manual_seed(r.seed)
-        probe_idx = torch.randperm(n, generator=gen)[:PROBE_ROWS].to(device)
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        torch.randperm(n, generator=gen)  # the probe rows' draw: batches follow as with one seed
         trace = Trace(info={"device": str(device), "rows": n, "batch_size": bs,
                             "steps_per_epoch": steps_per_epoch})
-        ctx = StepContext(model, opt, trace, X[probe_idx], lr=r.lr)
+        ctx = StepContext(model, opt, trace, data.X_train[probe_idx], lr=r.lr)
+        return _State(model, opt, sched, per_batch, gen, trace, ctx, bs, probe_idx, seed)
+
+    def _best_start(self, data: Prepared, probe_idx: torch.Tensor) -> _State:
+        """Warm up `recipe.restarts` seeds and return the best run on validation.
+
+        Seeds are the recipe's seed and the next ones, so restarts = 1 is the recipe as
+        given. Each trains `warmup_epochs` (no probes, no pruning, no early stop); the one with
+        the best validation score (then the lowest validation loss) goes on. A run that
+        diverges in its warm-up ranks last.
+        """
+        r = self.recipe
+        warm = warmup_epochs(r)
+        best, best_key, tried = None, None, []
+        for i in range(int(r.restarts)):
+            state = self._start(data, r.seed + i, probe_idx)
+            state.silent = True
+            try:
+                self._train(state, data, 0, warm)
+            except _Diverged:
+                pass
+            last = state.trace.epochs[-1] if state.trace.epochs else None
+            ok = state.trace.diverged is None and last is not None
+            key = (ok, last["val_score"] if ok else -math.inf, -last["val_loss"] if ok else -math.inf)
+            tried.append({"seed": state.seed, "val_score": last["val_score"] if ok else None,
+                          "val_loss": last["val_loss"] if ok else None,
+                          "diverged": state.trace.diverged is not None})
+            if best_key is None or key > best_key:
+                best, best_key = state, key
+        best.silent = False
+        best.trace.info["restarts"] = {"warmup_epochs": warm, "tried": tried, "chosen_seed": best.seed}
+        return best
+
+    def _train(self, st: _State, data: Prepared, first: int, last: int) -> None:
+        """Train `st` for epochs first … last-1. Raises _Diverged or what `on_epoch` raises."""
+        if st.trace.diverged is not None:
+            return
+        r = self.recipe
+        X, y, w = data.X_train, data.y_train, data.w_train
+        n, bs, model, opt, ctx = len(X), st.bs, st.model, st.opt, st.ctx
+        device = X.device
         check_every = 1 if device.type == "cpu" else 16
-        best = (math.inf, None, -1)  # early stopping: (val loss, state, epoch)
-        first_loss = None
-        started = time.perf_counter()
-        self._notify("on_train_begin", ctx)
-        try:
-            for epoch in range(r.epochs):
-                ctx.epoch = epoch
-                model.train()
-                perm = torch.randperm(n, generator=gen).to(device)
-                loss_sum = torch.zeros((), device=device)
-                for i in range(0, n, bs):
-                    idx = perm[i:i + bs]
-                    if len(idx) < 2 and n >= 2:
-                        continue  # batch norm cannot train on one row
-                    loss = self._step_loss(model, X[idx], y[idx], None if w is None else w[idx], data)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    ctx.loss, ctx.lr = loss.detach(), opt.param_groups[0]["lr"]
+        for epoch in range(first, last):
+            ctx.epoch = epoch
+            model.train()
+            perm = torch.randperm(n, generator=st.gen).to(device)
+            loss_sum = torch.zeros((), device=device)
+            for i in range(0, n, bs):
+                idx = perm[i:i + bs]
+                if len(idx) < 2 and n >= 2:
+                    continue  # batch norm cannot train on one row
+                loss = self._step_loss(model, X[idx], y[idx], None if w is None else w[idx], data)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                ctx.loss, ctx.lr = loss.detach(), opt.param_groups[0]["lr"]
+                if not st.silent:
                     self._notify("on_after_backward", ctx)
-                    if r.grad_clip:
-                        nn.utils.clip_grad_norm_(model.parameters(), r.grad_clip)
-                    opt.step()
-                    if sched is not None and per_batch:
-                        sched.step()
-                    loss_sum += loss.detach() * len(idx)
-                    ctx.step += 1
-                    if ctx.step % check_every == 0:
-                        value = float(loss.detach())
-                        first_loss = value if first_loss is None else first_loss
-                        if not math.isfinite(value) or (
-                                first_loss > 0 and value > DIVERGENCE_FACTOR * first_loss):
-                            what = "NaN" if math.isnan(value) else "infinite" if math.isinf(value) \
-                                else f"{value:.3g}, {value / first_loss:.0f}× its first value"
-                            trace.diverged = {"step": ctx.step, "epoch": epoch,
-                                              "reason": f"loss became {what} at step {ctx.step}"}
-                            raise _Diverged
-                record = self._epoch_record(model, data, epoch, float(loss_sum) / n, opt, probe_idx)
-                trace.epochs.append(record)
+                if r.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), r.grad_clip)
+                opt.step()
+                if st.sched is not None and st.per_batch:
+                    st.sched.step()
+                loss_sum += loss.detach() * len(idx)
+                ctx.step += 1
+                if ctx.step % check_every == 0:
+                    value = float(loss.detach())
+                    st.first_loss = value if st.first_loss is None else st.first_loss
+                    first_loss = st.first_loss
+                    if not math.isfinite(value) or (
+                            first_loss > 0 and value > DIVERGENCE_FACTOR * first_loss):
+                        what = "NaN" if math.isnan(value) else "infinite" if math.isinf(value) \
+                            else f"{value:.3g}, {value / first_loss:.0f}× its first value"
+                        st.trace.diverged = {"step": ctx.step, "epoch": epoch,
+                                             "reason": f"loss became {what} at step {ctx.step}"}
+                        log.debug("training diverged: %s", st.trace.diverged["reason"])
+                        raise _Diverged
+            record = self._epoch_record(model, data, epoch, float(loss_sum) / n, opt, st.probe_idx)
+            st.trace.epochs.append(record)
+            if not st.silent:
                 self._notify("on_epoch_end", ctx)
-                if sched is not None and not per_batch:
-                    sched.step(record["val_loss"]) if r.schedule == "plateau" else sched.step()
-                if self.on_epoch is not None:
-                    self.on_epoch(epoch, record)
-                if r.early_stopping:
-                    if record["val_loss"] < best[0]:
-                        best = (record["val_loss"], copy.deepcopy(model.state_dict()), epoch)
-                    elif epoch - best[2] >= r.early_stopping:
-                        trace.info["stopped_early_at"] = epoch
-                        break
-        except _Diverged:
-            log.debug("training diverged: %s", trace.diverged["reason"])
-        finally:
-            trace.info["seconds"] = time.perf_counter() - started
-            self._notify("on_train_end", ctx)
-        if best[1] is not None:
-            model.load_state_dict(best[1])
-            trace.info["restored_epoch"] = best[2]
-        val_loss, val_score = self.evaluate(model, data.X_val, data.y_val, data)
-        trace.info["samples_per_s"] = ctx.step * bs / max(trace.info["seconds"], 1e-9)
-        return Run(model, trace, val_score, val_loss)
+            if st.sched is not None and not st.per_batch:
+                st.sched.step(record["val_loss"]) if r.schedule == "plateau" else st.sched.step()
+            if not st.silent:
+                self._after_epoch(st, record)
+
+    def _after_epoch(self, st: _State, record: dict, *, report_only: bool = False) -> None:
+        """The epoch's callback, then early stopping (which raises _Stop to end the run)."""
+        r = self.recipe
+        epoch = record["epoch"]
+        if self.on_epoch is not None:
+            self.on_epoch(epoch, record)
+        if r.early_stopping and not report_only:
+            if record["val_loss"] < st.best[0]:
+                st.best = (record["val_loss"], copy.deepcopy(st.model.state_dict()), epoch)
+            elif epoch - st.best[2] >= r.early_stopping:
+                st.trace.info["stopped_early_at"] = epoch
+                raise _Stop
 
     def _step_loss(self, model, xb, yb, wb, data: Prepared) -> torch.Tensor:
         r = self.recipe
@@ -239,5 +318,36 @@ class Trainer:
                 "lr": float(opt.param_groups[0]["lr"])}
 
 
+def warmup_epochs(recipe: Recipe) -> int:
+    """Epochs each restart trains before the best is chosen: a tenth of the budget, at least
+    one and at least `MIN_WARMUP` when the budget allows. A tenth keeps k = 5 restarts at
+    1.4× the cost of one run; loss curves separate good and poor starts early (the first
+    epochs carry most of a small MLP's loss drop)."""
+    return int(min(recipe.epochs, max(MIN_WARMUP, math.ceil(WARMUP_SHARE * recipe.epochs))))
+
+
+@dataclass
+class _State:
+    """One run in progress: what the loop needs to train it on, epoch after epoch."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: object
+    per_batch: bool
+    gen: torch.Generator
+    trace: Trace
+    ctx: StepContext
+    bs: int
+    probe_idx: torch.Tensor
+    seed: int
+    silent: bool = False  # a warm-up candidate: no probes, no callback, no early stop
+    first_loss: float | None = None
+    best: tuple = (math.inf, None, -1)  # early stopping: (val loss, state dict, epoch)
+
+
 class _Diverged(Exception):
     pass
+
+
+class _Stop(Exception):
+    """Early stopping ended the run."""

@@ -37,6 +37,19 @@ STAGES = ("data", "architecture", "optimisation", "regularisation", "robustness"
 
 SPACES = ("guided", "full")
 
+#: Generic regularisers and optimisation knobs a guided search always offers besides what the
+#: diagnosis calls for: once the prescription works, what limits the best trial is usually
+#: variance and optimisation detail, and a guided space without these knobs ended below the
+#: full space in 6 of 10 scenarios of the repair benchmark (docs/benchmarks.md "## Repair").
+#: All are cheap per trial; the slow families (adversarial training, augmentation's mixup,
+#: wide networks) stay for the symptoms that call for them.
+GENERIC = ("weight_decay", "dropout", "early_stopping", "lr_schedule", "normalization",
+           "batch_size")
+#: The generic families the regularised prior (`regularised`) takes from: the ones whose own
+#: `prescribe` for overfitting is a mild, standard setting (weight decay 1e-3, dropout 0.25,
+#: early stopping with the AUTOTRAINER patience).
+PRIOR_FAMILIES = ("weight_decay", "dropout", "early_stopping")
+
 
 def _remedy_classes() -> list[type[Remedy]]:
     classes = []
@@ -74,7 +87,8 @@ def select(diagnosis: Diagnosis, space: str = "guided") -> list[Remedy]:
 
     Args:
         space: "full" → every applicable remedy; "guided" → the applicable remedies that are
-            `always` offered or treat a symptom the diagnosis found.
+            `always` offered, treat a symptom the diagnosis found, or are one of the `GENERIC`
+            regularisers and optimisation knobs.
     """
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
@@ -83,7 +97,7 @@ def select(diagnosis: Diagnosis, space: str = "guided") -> list[Remedy]:
     for r in all_remedies():
         if not r.applicable(diagnosis.recipe, diagnosis):
             continue
-        if space == "full" or r.always or ids & set(r.treats):
+        if space == "full" or r.always or ids & set(r.treats) or r.name in GENERIC:
             chosen.append(r)
     return chosen
 
@@ -112,6 +126,41 @@ def prescription(diagnosis: Diagnosis, remedies: list[Remedy], *, complete: bool
     return params
 
 
+def regularised(diagnosis: Diagnosis, remedies: list[Remedy], prescription: dict[str, Any]) -> dict[str, Any]:
+    """The guided search's second enqueued trial, its informed prior: the prescription plus
+    the standard regularisation of the `PRIOR_FAMILIES` the diagnosis did not already set.
+
+    The values are each family's own `prescribe` for overfitting (nothing is typed here), on
+    the recipe as given. Returns {} when that changes nothing (e.g. the diagnosis found
+    overfitting, so the prescription is already regularised).
+    """
+    from dataclasses import replace
+
+    from doctor.checks import Symptom
+    from search_spaces._common import found
+    from search_spaces._common import settle
+
+    if diagnosis.has("overfitting"):
+        return {}
+    hypothetical = replace(diagnosis, symptoms=list(diagnosis.symptoms) + [Symptom(
+        "overfitting", 0.5, "hypothetical: the prior that a working recipe next meets variance")])
+    params = dict(prescription)
+    changed = False
+    for r in remedies:
+        if r.name not in PRIOR_FAMILIES or found(diagnosis, r.treats):
+            continue  # a family the diagnosis itself prescribed keeps its prescription
+        given = r.prescribe(hypothetical)
+        if not given:
+            continue
+        own = set(settle(r, r.keep(diagnosis.recipe), diagnosis.recipe, diagnosis))
+        before = {k: params[k] for k in own if k in params}
+        for k in own:
+            params.pop(k, None)
+        params.update(given)
+        changed = changed or before != given
+    return params if changed else {}
+
+
 def _stage_rank(r: Remedy) -> tuple[int, str]:
     stage = getattr(r, "stage", STAGES[-1])
     return (STAGES.index(stage) if stage in STAGES else len(STAGES), r.name)
@@ -128,3 +177,21 @@ def build_recipe(trial: optuna.trial.BaseTrial, recipe: Recipe, diagnosis: Diagn
     for r in sorted(remedies, key=_stage_rank):
         recipe = r.apply(trial, recipe, diagnosis)
     return recipe
+
+
+def replay(params: dict[str, Any], recipe: Recipe, diagnosis: Diagnosis | None,
+           remedies: list[Remedy]) -> Recipe:
+    """The recipe of a finished trial, rebuilt from its parameters through a `FixedTrial`.
+
+    A study that is resumed or joined may hold trials made with another set of families (an
+    earlier version of the doctor, or another machine whose diagnosis differed): a family a
+    trial has no parameters for was not part of its search, so it is replayed as given (its
+    `keep` values) instead of failing the whole visit.
+    """
+    import optuna
+
+    full: dict[str, Any] = {}
+    for r in remedies:
+        full.update(r.keep(recipe))
+    full.update(params)
+    return build_recipe(optuna.trial.FixedTrial(full), recipe, diagnosis, remedies)

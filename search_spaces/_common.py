@@ -52,3 +52,39 @@ def prescribe_changes(remedy: Remedy, diagnosis: Diagnosis, changes: dict[str, A
         return {}
     recipe = diagnosis.recipe
     return settle(remedy, {**remedy.keep(recipe), **changes}, recipe, diagnosis)
+
+
+def table_of(diagnosis: Diagnosis | None):
+    """The diagnosed `Table`, or None (no diagnosis, or one without a data profile)."""
+    profile = getattr(diagnosis, "profile", None)
+    return getattr(profile, "table", None)
+
+
+def changes_columns_ok(diagnosis: Diagnosis | None) -> bool:
+    """False for image input (a table with an `input_shape`): its flat columns are pixels the
+    network is handed back in their original shape, so a remedy that drops, selects or adds
+    columns would break that shape."""
+    table = table_of(diagnosis)
+    return getattr(table, "input_shape", None) is None
+
+
+#: A class with fewer rows than this (in the whole table) is "rare" for the small-data priors
+#: (architecture.py, weight_decay.py): the usual 10-20 events per parameter of a logistic
+#: model (Peduzzi et al. 1996) means such a class supports about one linear decision, not the
+#: thousands of weights of a hidden layer. On ~13 rare rows a class-weighted logistic
+#: regression beats a class-weighted 64x64 MLP (NOTES.md, repair benchmark).
+RARE_CLASS_ROWS = 20
+
+
+def rare_class(diagnosis: Diagnosis | None) -> bool:
+    """True when class_imbalance was found and its smallest class has < RARE_CLASS_ROWS rows."""
+    symptom = diagnosis.get("class_imbalance") if diagnosis is not None else None
+    if symptom is None:
+        return False
+    counts = symptom.evidence.get("counts") or {}
+    return bool(counts) and min(int(v) for v in counts.values()) < RARE_CLASS_ROWS
+
+
+def small_data(diagnosis: Diagnosis | None) -> bool:
+    """Few rows to fit weights from: limited_data found, or a rare class."""
+    return bool(found(diagnosis, ("limited_data",))) or rare_class(diagnosis)

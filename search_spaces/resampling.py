@@ -1,7 +1,11 @@
 """Resampling the training rows with imbalanced-learn (classification only).
 
 `resample()` is also what `doctor.prepare.prepare` calls: it runs on the already-preprocessed
-float32 training matrix only, never on validation or test rows.
+float32 training matrix only, never on validation or test rows. SMOTENC is the exception: it
+is offered only for tables with categorical columns, and `resample_mixed()` runs it on the
+columns before one-hot encoding (scaled numbers, category codes), with the categorical
+positions given, as imbalanced-learn intends: a synthetic row takes the most frequent category
+among its neighbours instead of a blend of one-hot columns.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import numpy as np
 from doctor.remedy import Remedy
 from search_spaces._common import is_classification
 from search_spaces._common import prescribe_changes
+from search_spaces._common import with_value
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +27,15 @@ SAMPLERS = ("none", "random_over", "random_under", "smote", "borderline_smote", 
 #: imbalanced-learn's defaults; lowered when the smallest class to oversample is tiny.
 K_NEIGHBORS = 5
 M_NEIGHBORS = 10
+#: For mixed tables only (see the module docstring); not in `SAMPLERS`, which `resample` runs.
+MIXED = "smotenc"
+
+
+def choices(recipe, diagnosis) -> list[str]:
+    """`SAMPLERS`, plus SMOTENC when the table has categorical columns (or the recipe uses it)."""
+    table = getattr(getattr(diagnosis, "profile", None), "table", None)
+    out = list(SAMPLERS) + ([MIXED] if table is not None and table.categorical else [])
+    return with_value(out, recipe.resample or "none")
 
 
 class Resampling(Remedy):
@@ -30,7 +44,7 @@ class Resampling(Remedy):
     treats = ("class_imbalance",)
 
     def apply(self, trial, recipe, diagnosis):
-        choice = trial.suggest_categorical("resample", list(SAMPLERS))
+        choice = trial.suggest_categorical("resample", choices(recipe, diagnosis))
         return replace(recipe, resample=None if choice == "none" else choice)
 
     def keep(self, recipe) -> dict[str, Any]:
@@ -120,6 +134,44 @@ def _oversample(name: str, X, y, w, seed: int):
         raise _CannotRun("the sampler reordered the input rows, so weights cannot follow them")
     wr = None if w is None else np.concatenate([w, np.ones(len(Xr) - n, dtype=np.float32)])
     return Xr, yr, wr
+
+
+def resample_mixed(num: np.ndarray, codes: np.ndarray, y: np.ndarray, w: np.ndarray | None, *,
+                   seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """SMOTENC on the scaled numeric columns `num` and the category codes `codes`.
+
+    Returns (num, codes, y, w): the input rows in order, then the synthetic ones (weight 1.0).
+    Without numeric columns SMOTEN (imbalanced-learn's all-categorical variant) runs instead;
+    a class too small for any neighbour falls back to random oversampling.
+    """
+    from imblearn.over_sampling import SMOTEN
+    from imblearn.over_sampling import SMOTENC
+
+    num = np.asarray(num, dtype=np.float64)
+    codes = np.asarray(codes, dtype=np.int64)
+    y = np.asarray(y)
+    w = None if w is None else np.asarray(w, dtype=np.float32)
+    p = num.shape[1]
+    both = np.hstack([num, codes.astype(np.float64)])
+    if len(np.unique(y)) < 2:
+        return num, codes, y, w
+    try:
+        k = _smote_k(y)
+        sampler = (SMOTENC(categorical_features=list(range(p, both.shape[1])), k_neighbors=k,
+                           random_state=seed) if p else SMOTEN(k_neighbors=k, random_state=seed))
+        try:
+            Xr, yr = sampler.fit_resample(both, y)
+        except (ValueError, RuntimeError) as e:
+            raise _CannotRun(str(e)) from None
+        n = len(both)
+        if len(Xr) < n or not np.array_equal(Xr[:n], both):
+            raise _CannotRun("the sampler reordered the input rows, so weights cannot follow them")
+        wr = None if w is None else np.concatenate([w, np.ones(len(Xr) - n, dtype=np.float32)])
+    except _CannotRun as e:
+        log.warning("smotenc cannot run here (%s); using random oversampling instead", e)
+        Xr, yr, wr = _run("random_over", both, y, w, seed)
+    Xr = np.asarray(Xr, dtype=np.float64)
+    return Xr[:, :p], np.rint(Xr[:, p:]).astype(np.int64), np.asarray(yr, dtype=y.dtype), wr
 
 
 def _run(name: str, X, y, w, seed: int):

@@ -1,16 +1,13 @@
 """Small data sets and recipes the tests share; everything is generated, nothing downloaded."""
 from __future__ import annotations
 
-import os
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 from sklearn import datasets
-from sklearn.preprocessing import StandardScaler
 
 torch.set_num_threads(1)
 

@@ -179,6 +179,28 @@ def test_unscaled_features_silent_on_standardised_and_raw_iris():
     assert UnscaledFeatures().run(cheap(frame(iris.data, iris.target))) == []
 
 
+def test_unscaled_features_reads_sparse_columns_off_their_mode():
+    # sklearn digits: edge pixels are 0 in almost every image, 1-16 in the rest, like their
+    # neighbours; their standard deviation (~0.06) would call them 166x smaller.
+    digits = datasets.load_digits()
+    X = digits.data[:, digits.data.std(0) > 0]
+    assert UnscaledFeatures().run(cheap(frame(X, digits.target))) == []
+    # a sparse column that really lives on another scale is still reported
+    df = gaussian(500)
+    df["gain"] = np.where(RNG.random(500) < 0.9, 0.0, RNG.uniform(1e3, 1e5, 500))
+    s = one(UnscaledFeatures(), cheap(df))
+    assert s.evidence["largest_spread"]["column"] == "gain"
+
+
+def test_unscaled_features_ignores_a_few_sentinel_codes():
+    # 2 % of -999 missing-value codes are outliers (their own check), not the column's scale.
+    df = gaussian(500)
+    df.loc[RNG.choice(500, 10, replace=False), "x1"] = -999.0
+    assert UnscaledFeatures().run(cheap(df)) == []
+    df["x1"] *= 1000.0  # …while a column really on another scale still counts
+    assert one(UnscaledFeatures(), cheap(df)).evidence["largest_spread"]["column"] == "x1"
+
+
 # ----------------------------------------------------------------------------- outliers
 def test_outliers_fire_on_planted_gross_values():
     df = gaussian(2000)
@@ -252,6 +274,33 @@ def test_label_noise_silent_on_ordinary_noise_and_on_overlapping_classes():
     assert LabelNoise().run(full(frame(X, y))) == []
     X, y = datasets.make_moons(2000, noise=0.5, random_state=0)  # hard, but honestly labelled
     assert LabelNoise().run(full(frame(X, y))) == []
+
+
+def test_label_noise_fires_on_one_way_flips_through_the_flipped_class():
+    # 30 % of class 0 relabelled 1: the reference is never sure inside class 0's region, so
+    # the global confident quarter agrees with its labels; within class 0 it does not.
+    X, y = datasets.make_classification(1500, 6, n_informative=4, n_redundant=0, n_classes=3,
+                                        n_clusters_per_class=1, class_sep=1.5, flip_y=0,
+                                        random_state=0)
+    rng = np.random.default_rng(0)
+    zero = np.flatnonzero(y == 0)
+    y = y.copy()
+    y[rng.choice(zero, int(0.3 * len(zero)), replace=False)] = 1
+    s = one(LabelNoise(), full(frame(X, y)))
+    assert s.evidence["pattern"]["where"] == "class"
+    assert s.evidence["pattern"]["class"] == 0
+
+
+def test_label_noise_needs_enough_rows_to_tell_three_from_eight_percent():
+    from doctor.checks.data import rows_to_tell
+    assert 90 <= rows_to_tell(0.03, 0.08) <= 120  # one-sided binomial, alpha 0.05, power 0.8
+    # 90 clean rows of a hard problem: a weak reference disagrees with many labels, even
+    # among its confident rows, but 90 rows cannot show a rate above the ordinary one.
+    X, y = datasets.make_classification(150, 6, n_informative=4, n_redundant=0, class_sep=1.0,
+                                        flip_y=0, random_state=0)
+    ev = full(frame(X, y))
+    assert ev.profile.extras["label_issues"]["n_checked"] < LabelNoise().min_rows
+    assert LabelNoise().run(ev) == []
 
 
 # ----------------------------------------------------------------------------- duplicate_rows
@@ -348,9 +397,116 @@ def test_limited_data_fires_when_the_curve_still_climbs():
     assert s.evidence["gain"] >= 0.08 and s.evidence["p_value"] < 0.05
 
 
+def test_limited_data_counts_from_the_better_model_at_half_size():
+    # Breast cancer with 10 % of labels flipped: gradient boosting climbs steeply from half to
+    # all rows, but logistic regression already scores as high on half of them.
+    X, y = datasets.load_breast_cancer(return_X_y=True)
+    df = flipped(frame(StandardScaler().fit_transform(X), y), 0.10)
+    ev = full(df)
+    ref = ev.profile.extras["reference"]
+    loose = LimitedData(alpha=1.01, min_gain=-1.0).run(ev)
+    assert len(loose) == 1
+    other = loose[0].evidence["reference_curve"]["other_model_at_half"]
+    assert other["model"] != ref["model"]
+    assert loose[0].evidence["reference_curve"]["best_at_half"]["score"] >= ref["curve"][1]["score"] - 1e-4
+    assert LimitedData().run(ev) == []
+
+
 def test_limited_data_silent_on_large_easy_data():
     X, y = datasets.make_classification(6000, 10, n_informative=5, class_sep=2.0, random_state=1)
     assert LimitedData().run(full(frame(X, y))) == []
+
+
+def with_recipe(df: pd.DataFrame, seed: int = 0, **kw) -> Evidence:
+    """A full profile that also carries the doctor's default recipe (as `make_case` builds it),
+    so that limited_data can measure the network's own learning curve."""
+    from doctor.recipe import Recipe
+    from doctor.recipe import default_budget
+
+    t = from_frame(df, **kw)
+    sp = split(t, seed=seed)
+    epochs, batch = default_budget(len(sp.train))
+    recipe = Recipe(epochs=epochs, batch_size=batch, seed=seed, early_stopping=10)
+    return Evidence(profile=profile_data(t, sp, seed=seed, recipe=recipe))
+
+
+def test_limited_data_reads_the_networks_own_curve_on_a_tiny_table():
+    # 60 training rows of Friedman #1: the MLP's own curve (the recipe as given, trained by
+    # the doctor's loop on half and all of each fold's training part) climbs steeply.
+    X, y = datasets.make_friedman1(100, 8, noise=1.0, random_state=0)
+    ev = with_recipe(frame(X, y), task="regression")
+    net = LimitedData()._network_route(ev.profile)
+    assert net["gain"] >= 0.08 and net["p_value"] < 0.025
+    assert net["fits"] == 30 and net["rows_half"] < net["rows_full"] < len(ev.profile.split.train)
+    assert one(LimitedData(), ev).evidence["gain"] >= 0.08
+
+
+def test_limited_data_network_curve_silent_on_iris():
+    X, y = datasets.load_iris(return_X_y=True)
+    ev = with_recipe(frame(X, y))
+    assert LimitedData().run(ev) == []
+    nc = ev.profile.extras["network_curve"]  # measured (90 training rows), and flat
+    assert (nc["score_full"] - nc["score_half"]) / (1 - 1 / 3) < 0.08
+
+
+def test_limited_data_network_curve_only_where_cheap_and_meaningful():
+    from doctor.checks.data import _net_curve_applies
+    from doctor.trace import Trace
+
+    t = from_frame(gaussian(n=2000))
+    p = DataProfile(t, split(t), extras={"recipe": object()})
+    assert "above the bound" in _net_curve_applies(p)  # 1,200 training rows
+    X, y = datasets.load_iris(return_X_y=True)
+    t = from_frame(frame(X, y))
+    p = DataProfile(t, split(t), extras={"recipe": object()})
+    assert _net_curve_applies(p) == ""
+    assert "no recipe" in _net_curve_applies(DataProfile(t, split(t)))
+    assert "diverged" in _net_curve_applies(p, Trace(diverged={"reason": "loss became NaN"}))
+    assert "would take" in _net_curve_applies(p, Trace(info={"seconds": 10.0}))
+
+
+def test_limited_data_survives_a_network_that_cannot_train():
+    X, y = datasets.load_iris(return_X_y=True)
+    ev = full(frame(X, y))
+    ev.profile.extras["recipe"] = object()  # not a recipe: every fit of the curve fails
+    assert LimitedData().run(ev) == []  # judged on the reference's curve, no traceback
+    assert "network_curve" not in ev.profile.extras
+
+
+def test_limited_data_network_curve_not_used_after_unsound_training():
+    # A loss that spiked to 5,000× its start (and came back) is a training fault: the network's
+    # curve would measure it, so the check falls back on the reference's curve alone.
+    from doctor.checks.data import _unsound_training
+    from doctor.trace import Trace
+
+    def epochs(losses):
+        return [{"epoch": i, "train_loss": x, "val_loss": x, "train_score": 0.5,
+                 "val_score": 0.5, "lr": 1e-3} for i, x in enumerate(losses)]
+
+    def steps(losses):
+        return [{"step": i + 1, "loss": x, "grad_norm": [0.1, 0.1], "weight_norm": [1.0, 1.0]}
+                for i, x in enumerate(losses)]
+
+    blown = Trace(layers=["0", "2"], epochs=epochs([1.0, 5000.0, 0.9, 0.8]),
+                  steps=steps([1.0, 5000.0, 0.9, 0.8]))
+    calm = Trace(layers=["0", "2"], epochs=epochs([1.0, 0.7, 0.5, 0.4]),
+                 steps=steps([1.0, 0.7, 0.5, 0.4]))
+    assert "loss_divergence" in _unsound_training(Evidence(trace=blown))
+    assert _unsound_training(Evidence(trace=calm)) == ""
+    assert _unsound_training(Evidence()) == ""
+
+
+def test_limited_data_network_curve_not_used_with_outliers_left_in_place():
+    # A -999 sentinel survives standard scaling as an extreme input: the network's curve
+    # would measure how many rows it needs to learn around it, so the reference decides.
+    from doctor.checks.data import _unsound_data
+
+    X, y = datasets.load_diabetes(return_X_y=True)
+    sentinel = X.copy()
+    sentinel[np.random.default_rng(0).random(len(X)) < 0.05, 2] = -999.0
+    assert "outliers" in _unsound_data(full(frame(sentinel, y), task="regression"))
+    assert _unsound_data(full(frame(X, y), task="regression")) == ""
+    assert _unsound_data(Evidence()) == ""
 
 
 # ----------------------------------------------------------------------------- healthy data

@@ -1,8 +1,6 @@
 """Training and model checks: each fires on a planted defect and stays silent on its clean twin."""
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 import torch
 from torch import nn
@@ -106,6 +104,41 @@ def test_oscillation_on_a_zigzag():
                                           "train_score": 0.95, "val_score": 0.95} for i in range(10)])
     ids = {s.id for c in training_checks() for s in c.run(Evidence(trace=smooth, val_score=0.95))}
     assert "loss_oscillation" not in ids
+
+
+def test_oscillation_on_a_bouncing_score_with_a_smooth_loss():
+    # Epoch-mean losses barely rise (averaged over many batches) while the model each epoch
+    # ends with swings: AUTOTRAINER's OL rule on the training score.
+    n = 30
+    losses = [1.0 - 0.3 * i / n for i in range(n)]
+    scores = [0.30 + (0.08 if i % 3 == 0 else 0.0) for i in range(n)]
+    trace = Trace(layers=["0"], epochs=[{"epoch": i, "train_loss": l, "val_loss": l,
+                                         "train_score": s, "val_score": s}
+                                        for i, (l, s) in enumerate(zip(losses, scores))])
+    out = [s for c in training_checks() if "loss_oscillation" in c.ids
+           for s in c.run(Evidence(trace=trace, val_score=0.3))]
+    assert len(out) == 1 and out[0].evidence["score_swings"] >= out[0].evidence["score_swings_needed"]
+    # the same small jitter (< 0.03) does not count
+    calm = Trace(layers=["0"], epochs=[{**e, "train_score": 0.3 + (e["train_score"] - 0.3) / 4}
+                                       for e in trace.epochs])
+    assert [s for c in training_checks() if "loss_oscillation" in c.ids
+            for s in c.run(Evidence(trace=calm, val_score=0.3))] == []
+
+
+def test_divergence_that_recovers_is_still_a_divergence():
+    from doctor.checks.training import LossDivergence
+
+    def trace(peak):
+        # Adam lr 5 on wine: the epoch-mean loss jumped by orders of magnitude, then came back.
+        losses = [1.1, peak, peak / 10, 2.0, 0.6, 0.4, 0.35, 0.34]
+        return Trace(layers=["0"],
+                     steps=[{"step": i, "loss": l} for i, l in enumerate(losses)],
+                     epochs=[{"epoch": i, "train_loss": l, "val_loss": l, "train_score": 0.9,
+                              "val_score": 0.9} for i, l in enumerate(losses)])
+    out = LossDivergence().run(Evidence(trace=trace(4.0e4), val_score=0.9))
+    assert len(out) == 1 and out[0].evidence["peak_loss"] >= 1e3 * out[0].evidence["start_loss"]
+    # a bump to 30x the start is a rough start, not a blow-up
+    assert LossDivergence().run(Evidence(trace=trace(33.0), val_score=0.9)) == []
 
 
 def test_root_cause_named_first():

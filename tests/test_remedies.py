@@ -35,7 +35,12 @@ CUSTOM = Recipe(model=MLPSpec(hidden=(48, 24), activation="tanh", residual=True)
                 grad_clip=2.0, init="xavier", activation="gelu", norm="layer", dropout=0.1,
                 loss="focal", class_weight=True, resample="smote", noisy_rows="drop",
                 input_noise=0.05, mixup=0.2, adversarial="fgsm", adv_eps=0.05, adv_ratio=0.3,
-                early_stopping=7, scaler="minmax", imputer="mean", clip=0.005)
+                early_stopping=7, scaler="minmax", imputer="mean", clip=0.005, restarts=2,
+                drop_duplicates=True, drop_constant=True, drop_columns=("f3",), select="l1",
+                select_rows_per_feature=3.0)
+#: Evidence as the checks write it (doctor/checks/data.py), for the remedies that read it.
+EVIDENCE = {"target_leakage": {"columns": {"f0": {"single_feature_score": 0.99, "one_to_one": False}}},
+            "class_imbalance": {"counts": {"0": 170, "1": 30}, "rare_classes": ["1"]}}
 
 
 def make_table(n: int = 200, minority: float = 0.15, seed: int = 0):
@@ -54,7 +59,7 @@ def table():
 
 def diagnose(ids, *, recipe: Recipe = Recipe(), task: str = "classification",
              profile: DataProfile | None = None) -> Diagnosis:
-    return Diagnosis([Symptom(i, 0.5, i) for i in ids], recipe, task,
+    return Diagnosis([Symptom(i, 0.5, i, dict(EVIDENCE.get(i, {}))) for i in ids], recipe, task,
                      2 if task == "classification" else 0, profile)
 
 
@@ -138,17 +143,36 @@ def test_build_recipe_replays_in_stage_order(everything):
     assert rebuilt.activation == "leaky_relu" and rebuilt.grad_clip == 1.0
 
 
+def test_replay_leaves_families_a_trial_never_searched_as_given(everything):
+    """A resumed or joined study may hold trials made with fewer families (another diagnosis,
+    an earlier version): replaying them keeps those families as given instead of failing."""
+    few = [r for r in ss.select(everything, space="full") if r.name in ("optimizer", "dropout")]
+    trial = next(live_trials(1, seed=3))
+    made = ss.build_recipe(trial, Recipe(), everything, few)
+    more = ss.select(everything, space="full")
+    with pytest.raises(ValueError):  # a plain FixedTrial cannot replay it
+        ss.build_recipe(optuna.trial.FixedTrial(dict(trial.params)), Recipe(), everything, more)
+    rebuilt = ss.replay(dict(trial.params), Recipe(), everything, more)
+    assert rebuilt == made
+    assert (rebuilt.optimizer, rebuilt.dropout) == (made.optimizer, made.dropout)
+
+
 def test_select_guided_and_full():
     d = diagnose(["overfitting"])
     guided = [r.name for r in ss.select(d)]
-    assert guided == ["architecture", "augmentation", "dropout", "early_stopping", "optimizer",
-                      "weight_decay"]
+    treating = ["architecture", "augmentation", "dropout", "early_stopping", "optimizer", "weight_decay"]
+    assert set(treating) <= set(guided) == set(treating) | set(getattr(ss, "GENERIC", ()))
+    assert not {"resampling", "adversarial", "hygiene", "feature_selection", "restarts"} & set(guided)
     full = {r.name for r in ss.select(d, space="full")}
     assert "label_noise" not in full and {"resampling", "adversarial"} <= full
     with pytest.raises(ValueError):
         ss.select(d, space="everything")
-    assert ss.remedies_for("class_imbalance") == ["class_weights", "losses", "resampling"]
-    assert ss.remedies_for("duplicate_rows") == []
+    assert ss.remedies_for("class_imbalance") == ["architecture", "class_weights", "losses",
+                                                  "resampling", "weight_decay"]
+    assert ss.remedies_for("duplicate_rows") == ["hygiene"]
+    assert ss.remedies_for("target_leakage") == ["hygiene"]
+    assert ss.remedies_for("high_dimensionality") == ["architecture", "dropout", "feature_selection",
+                                                      "weight_decay"]
 
 
 def test_prescription_is_as_given_plus_changes():
@@ -305,3 +329,19 @@ def test_adversarial_training_raises_robust_accuracy():
         scores[method] = robust_score(run.model, data.X_val, data.y_val, eps, "classification")
     assert scores["fgsm"][1] >= scores[None][1] + 0.08
     assert scores["fgsm"][0] >= 0.85
+
+
+# --------------------------------------------------------------------------- the base class
+def test_base_class_requires_stage_and_keep():
+    from doctor.remedy import STAGES
+    from doctor.remedy import Remedy
+
+    assert STAGES == ss.STAGES
+    with pytest.raises(TypeError, match="stage"):
+        type("Misplaced", (Remedy,), {"name": "x", "stage": "somewhere",
+                                      "apply": lambda self, t, r, d: r, "keep": lambda self, r: {}})
+    with pytest.raises(TypeError, match="keep"):
+        type("Forgetful", (Remedy,), {"name": "x", "stage": "data", "apply": lambda self, t, r, d: r})
+    plain = type("Plain", (Remedy,), {"name": "x", "apply": lambda self, t, r, d: r,
+                                      "keep": lambda self, r: {}})()
+    assert plain.stage == "robustness"  # the default runs last, after every declared stage

@@ -415,7 +415,7 @@ def test_pipeline_ships_a_temperature_only_for_poor_calibration():
     from doctor.prepare import Prepared
     from doctor.preprocess import Preprocessor
 
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     net, X, y = _overconfident(seed=1)
     prep = Prepared(Preprocessor(), X[:500], y[:500], X[500:1000], y[500:1000], None,
                     "classification", 2)
@@ -486,3 +486,20 @@ def test_terminal_summary_and_trial_progress(capsys, caplog):
     finally:
         root.propagate = was
     assert "trial 1/2 complete value=0.9000 best=0.9000 (trial 0)" in caplog.text
+
+
+def test_checks_that_could_not_judge_are_listed_and_escaped():
+    rec = diagnose_record()
+    assert 'id="not-judged"' not in render_html(rec)  # nothing to list: no section
+    rec["not_applicable"] = {"dying_relu": f"no ReLU units were found among {EVIL}",
+                             "poor_calibration": "classification only"}
+    view = build_view(rec)
+    from doctor.report import title
+
+    assert [n["title"] for n in view["not_judged"]] == [title("dying_relu"), title("poor_calibration")]
+    html = render_html(rec)
+    assert 'id="not-judged"' in html and "classification only" in html
+    assert EVIL not in html and "&lt;script&gt;" in html
+    # it sits in the symptoms section, after the symptoms themselves
+    assert html.index('id="symptoms"') < html.index('id="not-judged"')
+    assert build_view({**rec, "not_applicable": ["odd"]})["not_judged"] == []

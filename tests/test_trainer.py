@@ -122,3 +122,24 @@ def test_regression_target_is_standardised(tmp_path):
     assert abs(float(data.y_train.mean())) < 1e-4
     run = Trainer(recipe).fit(data)
     assert run.val_score > 0.9
+
+
+def test_restarts_keep_probes_on_the_chosen_run(problem):
+    """Warm-up candidates train silently; the chosen one is probed as it trains on."""
+    table, sp = problem
+    recipe = Recipe(epochs=10, restarts=3)
+    run = Trainer(recipe, probes=default_probes()).fit(prepare(table, sp, recipe))
+    info = run.trace.info["restarts"]
+    assert info["warmup_epochs"] == 2 and len(info["tried"]) == 3
+    assert len(run.trace.epochs) == 10 and run.trace.layers == ["0", "2", "4"]
+    probed = {s["epoch"] for s in run.trace.steps} | {a["epoch"] for a in run.trace.activations}
+    assert probed and min(probed) >= info["warmup_epochs"]  # no reading from a discarded start
+    assert run.val_score > 0.8
+
+
+def test_weight_decay_zero_means_none_for_every_optimizer():
+    from doctor.trainer import make_optimizer
+
+    for opt in ("sgd", "adam", "adamw", "rmsprop"):
+        o = make_optimizer(Recipe(optimizer=opt), [nn.Parameter(torch.zeros(2))])
+        assert o.param_groups[0]["weight_decay"] == 0.0  # torch's AdamW alone defaults to 0.01

@@ -114,3 +114,12 @@ class Check(abc.ABC):
     @abc.abstractmethod
     def run(self, evidence: Evidence) -> list[Symptom]:
         """Return the symptoms the evidence supports; an empty list means healthy."""
+
+    def not_applicable(self, evidence: Evidence) -> dict[str, str]:
+        """{symptom id: why this check cannot judge it here} — empty when it can.
+
+        A check that returns nothing because it *cannot* judge (no trained model, the wrong
+        task, a model it cannot differentiate) says so here, so the report can tell "not
+        judged" from "healthy". The default: every check can judge its ids.
+        """
+        return {}

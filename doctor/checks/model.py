@@ -14,6 +14,7 @@ from doctor.calibration import expected_calibration_error
 from doctor.checks._base import Check
 from doctor.checks._base import Evidence
 from doctor.checks._base import Symptom
+from doctor.robustness import input_gradient_reason
 from doctor.robustness import robust_score
 
 #: Training symptoms after which the model checks say nothing (the training is the disease).
@@ -64,8 +65,15 @@ class AdversarialVulnerability(Check):
     #: network more fragile than a plain linear model on the same features.
     excess: float = 0.1
 
+    def not_applicable(self, ev: Evidence) -> dict[str, str]:
+        reason = skip_reason(ev)
+        if reason is None:  # the attack needs the loss's gradient with respect to the inputs
+            reason = input_gradient_reason(ev.model, ev.data.X_val[:2], ev.data.y_val[:2],
+                                           ev.data.task)
+        return {} if reason is None else {"adversarial_vulnerability": reason}
+
     def run(self, ev: Evidence) -> list[Symptom]:
-        if skip_reason(ev):
+        if self.not_applicable(ev):
             return []
         d = ev.data
         X, y = d.X_val[:MAX_ROWS], d.y_val[:MAX_ROWS]
@@ -97,11 +105,20 @@ class PoorCalibration(Check):
     min_rows: int = 100
     n_bins: int = 10
 
+    def not_applicable(self, ev: Evidence) -> dict[str, str]:
+        reason = skip_reason(ev)
+        if reason is None and len(ev.data.y_val) < self.min_rows:
+            reason = (f"only {len(ev.data.y_val)} validation rows; calibration is judged on at "
+                      f"least {self.min_rows}")
+        if reason is None and any(s.id == "label_noise" for s in ev.found):
+            # observed frequencies of suspect labels cannot judge the probabilities
+            reason = "label noise was found: the observed frequencies of suspect labels cannot " \
+                     "judge the probabilities"
+        return {} if reason is None else {"poor_calibration": reason}
+
     def run(self, ev: Evidence) -> list[Symptom]:
-        if skip_reason(ev) or len(ev.data.y_val) < self.min_rows:
+        if self.not_applicable(ev):
             return []
-        if any(s.id == "label_noise" for s in ev.found):
-            return []  # observed frequencies of suspect labels cannot judge the probabilities
         model = ev.model
         was = model.training
         model.eval()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from doctor.models import user_network
 from doctor.probes._base import Probe
 from doctor.probes._base import StepContext
 from doctor.surgery import ACTIVATION_TYPES
@@ -80,7 +81,13 @@ class Activations(Probe):
 
 
 def layer_stats(model: nn.Module, x: torch.Tensor) -> list[dict]:
-    acts = [(n, m) for n, m in model.named_modules() if isinstance(m, ACTIVATION_TYPES)]
+    """Unit statistics of every activation layer found on one no-grad forward pass of `x`.
+
+    Layers are named as in the user's own network (a `ShapedInput` wrapper adds no prefix);
+    the forward pass goes through `model`, so flat rows reach the network in its shape.
+    """
+    net = user_network(model)
+    acts = [(n, m) for n, m in net.named_modules() if isinstance(m, ACTIVATION_TYPES)]
     captured: list[tuple[str, str, torch.Tensor]] = []
     handles = []
     try:
@@ -89,7 +96,7 @@ def layer_stats(model: nn.Module, x: torch.Tensor) -> list[dict]:
                 handles.append(m.register_forward_hook(
                     lambda mod, inp, out, name=name: captured.append((name, _kind(mod), out))))
         else:  # functional activations: read the inputs of hidden weighted layers
-            weighted = [(n, m) for n, m in model.named_modules() if isinstance(m, WEIGHTED)][1:]
+            weighted = [(n, m) for n, m in net.named_modules() if isinstance(m, WEIGHTED)][1:]
             for name, m in weighted:
                 handles.append(m.register_forward_pre_hook(
                     lambda mod, inp, name=name: captured.append((f"input of {name}",

@@ -7,14 +7,22 @@ from dataclasses import field
 import torch
 from torch import nn
 
+from doctor.models import user_network
 from doctor.probes._base import Probe
 from doctor.probes._base import StepContext
 from doctor.surgery import WEIGHTED
 
 
 def weighted_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Linear and convolution layers in registration order (input side first)."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, WEIGHTED)]
+    """Trainable linear and convolution layers in registration order (input side first).
+
+    Found by walking the modules, whatever the network's structure, and named as in the
+    user's own network (a `ShapedInput` wrapper adds no prefix). Frozen layers
+    (`requires_grad=False`) are left out: they never get a gradient, and reading zeros for
+    them would look like vanishing gradients.
+    """
+    return [(n, m) for n, m in user_network(model).named_modules()
+            if isinstance(m, WEIGHTED) and m.weight.requires_grad]
 
 
 @dataclass

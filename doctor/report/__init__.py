@@ -222,6 +222,14 @@ def _symptoms(r: dict, figs: _Figures) -> list[dict]:
     return out
 
 
+def _not_judged(r: dict) -> list[dict]:
+    """The symptoms the doctor could not judge for this model, each with its reason."""
+    na = r.get("not_applicable")
+    if not isinstance(na, dict):
+        return []
+    return [{"title": title(k), "reason": fmt(v, 400)} for k, v in na.items()]
+
+
 def _treatment(r: dict, figs: _Figures) -> dict | None:
     study, trials, best = r.get("study") or {}, r.get("trials") or [], r.get("best") or {}
     if not (study or trials or best.get("params")):
@@ -387,6 +395,7 @@ def build_view(report: dict) -> dict:
         "data": {k: fmt(data.get(k)) for k in ("rows", "columns", "target", "task", "source")},
         "verdict": _verdict(r),
         "symptoms": _symptoms(r, figs),
+        "not_judged": _not_judged(r),
     }
     view["training"] = [f for f in (figs.take(n, "training") for n in
                                     ("loss_curves", "gradient_norms", "unit_fractions")) if f]
