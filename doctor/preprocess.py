@@ -18,9 +18,11 @@ from typing import Any
 
 import logging
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
 
 from doctor.errors import InputError
 from doctor.errors import NotFittedError
@@ -153,9 +155,11 @@ class Preprocessor:
 
             # classification: L1 logistic regression; regression: LARS, which adds exactly
             # k features in the order they enter the L1 path
-            model = _l1_logistic() if classify else Lars(n_nonzero_coefs=k)
+            model = _l1_logistic(len(np.unique(y)) > 2) if classify else Lars(n_nonzero_coefs=k)
             selector = SelectFromModel(model, max_features=k, threshold=-np.inf)
-        selector.fit(Z, y)
+        with warnings.catch_warnings():  # saga may stop at max_iter: the ranking is what is used
+            warnings.filterwarnings("ignore", category=ConvergenceWarning)
+            selector.fit(Z, y)
         return np.flatnonzero(selector.get_support()).astype(int).tolist()
 
     # ------------------------------------------------------------------ transform
@@ -255,16 +259,20 @@ class Preprocessor:
         return pre
 
 
-def _l1_logistic():
+def _l1_logistic(multiclass: bool = False):
     """An L1-penalised logistic regression, spelled for the installed scikit-learn (1.8
-    deprecates `penalty` in favour of `l1_ratio`)."""
+    deprecates `penalty` in favour of `l1_ratio`). liblinear is fast but binary only (recent
+    scikit-learn no longer wraps it one-vs-rest); three or more classes use saga, which fits
+    the multinomial L1 model on the already scaled features."""
     import sklearn
     from sklearn.linear_model import LogisticRegression
 
+    solver = "saga" if multiclass else "liblinear"
+    extra = {"max_iter": 2000} if multiclass else {}
     major, minor = (int(x) for x in sklearn.__version__.split(".")[:2])
     if (major, minor) >= (1, 8):
-        return LogisticRegression(l1_ratio=1.0, solver="liblinear", C=L1_C)
-    return LogisticRegression(penalty="l1", solver="liblinear", C=L1_C)
+        return LogisticRegression(l1_ratio=1.0, solver=solver, C=L1_C, **extra)
+    return LogisticRegression(penalty="l1", solver=solver, C=L1_C, **extra)
 
 
 def _json_floats(v: Any) -> Any:

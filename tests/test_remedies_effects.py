@@ -175,6 +175,21 @@ def test_feature_selection_keeps_k_informative_columns(how, task, tmp_path):
     assert prepare(other, sp, recipe).pre.kept_ == data.pre.kept_
 
 
+def test_l1_feature_selection_works_with_three_classes():
+    # liblinear is binary only in recent scikit-learn: a three-class table must not fail
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 60))
+    df = pd.DataFrame(X, columns=[f"x{i}" for i in range(60)])
+    df["target"] = np.digitize(X[:, 0] + X[:, 1], [-0.5, 0.5])  # three classes from x0, x1
+    table = from_frame(df, target="target", task="classification")
+    sp = split(table, seed=0)
+    d = diagnosis_of(table, sp, [Symptom("high_dimensionality", 0.8, "wide")])
+    recipe = fixed("feature_selection", {"select": "l1", "select_rows_per_feature": 10.0}, diagnosis=d)
+    data = prepare(table, sp, recipe)
+    assert data.n_features == len(sp.train) // 10
+    assert {"x0", "x1"} <= set(data.pre.feature_names_out_)
+
+
 def test_feature_selection_prescription_cures_the_ratio():
     table = _wide()
     sp = split(table, seed=0)
