@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
     from doctor.data import Split

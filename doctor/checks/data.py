@@ -486,6 +486,12 @@ UNSOUND_TRAINING = ("loss_divergence", "exploding_gradient", "vanishing_gradient
                     "saturated_activations", "loss_oscillation")
 
 
+def _found_by(checks: list[Check], ids: tuple[str, ...], evidence: Evidence) -> str:
+    """The ids among `ids` that `checks` find in `evidence`, comma-separated ("" for none)."""
+    found = [s.id for c in checks if set(c.ids) & set(ids) for s in c.run(evidence) if s.id in ids]
+    return ", ".join(dict.fromkeys(found))
+
+
 def _unsound_training(evidence: Evidence) -> str:
     """"" unless the diagnosis' training of the recipe shows a fault in `UNSOUND_TRAINING`
     (read by the training checks themselves from the trace); then why the network's curve is
@@ -494,12 +500,9 @@ def _unsound_training(evidence: Evidence) -> str:
         return ""
     from doctor.checks.training import training_checks
 
-    found = [s.id for c in training_checks() if set(c.ids) & set(UNSOUND_TRAINING)
-             for s in c.run(evidence) if s.id in UNSOUND_TRAINING]
-    if not found:
-        return ""
-    return (f"the recipe's training shows {', '.join(dict.fromkeys(found))}; the network's "
-            "learning curve would measure that, not the data")
+    found = _found_by(training_checks(), UNSOUND_TRAINING, evidence)
+    return (f"the recipe's training shows {found}; the network's learning curve would measure "
+            "that, not the data") if found else ""
 
 
 #: Data faults the recipe's own preprocessing leaves in place and a network must learn around
@@ -516,12 +519,9 @@ def _unsound_data(evidence: Evidence) -> str:
     network's curve is not used."""
     if evidence.profile is None:
         return ""
-    found = [s.id for c in data_checks() if set(c.ids) & set(UNSOUND_DATA)
-             for s in c.run(evidence) if s.id in UNSOUND_DATA]
-    if not found:
-        return ""
-    return (f"the data shows {', '.join(dict.fromkeys(found))}, which the recipe's preprocessing "
-            "leaves in place; the network's learning curve would measure that, not the data's size")
+    found = _found_by(data_checks(), UNSOUND_DATA, evidence)
+    return (f"the data shows {found}, which the recipe's preprocessing leaves in place; the "
+            "network's learning curve would measure that, not the data's size") if found else ""
 
 
 def _network_curve(profile: DataProfile) -> dict:
