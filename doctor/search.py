@@ -1037,7 +1037,9 @@ def decide(user: Candidate, cands: list[Candidate], task: str, *, seed: int = 0,
        else the search's best; the trial with the highest mean over the seeds replaces it
        only when clearly better (near-tied trials go to the prescription);
     2. that cure replaces the recipe as given only when clearly better (a broken recipe, one
-       that diverged, is replaced by any trial with a finite score).
+       that diverged, is replaced by any trial with a finite score);
+    3. except that a tie goes to the prescription when it changes the recipe and its mean is
+       not lower: the diagnosis is evidence the validation rows may be too few to show.
 
     One standard error, not two: a gain that noise alone would produce about one time in six
     is refused, while the large gains of a real repair pass easily.
@@ -1067,8 +1069,21 @@ def decide(user: Candidate, cands: list[Candidate], task: str, *, seed: int = 0,
     else:
         accepted, parts = _beats(best, user, task, seed)
     margin = parts["margin"]
+    # 3. A tie the validation rows cannot break goes to the prescription: the diagnosis is
+    #    measured evidence of what it treats (e.g. a 1:20 class imbalance whose few rare
+    #    validation rows both recipes get right), so it is kept when it changes the recipe and
+    #    its mean is not lower. A healthy diagnosis prescribes the recipe as given: no effect.
+    tie_to_prescription = (not accepted and not user_broken and best.prescribed
+                           and best.recipe != user.recipe and diff >= 0)
+    accepted = accepted or tie_to_prescription
     record.update({"best": best.label, **parts, "accepted": bool(accepted)})
-    if accepted:
+    if tie_to_prescription:
+        record["decision"] = (f"took the prescription ({best.label}): it treats what the "
+                              f"diagnosis found, and its mean validation score {best.mean:.4f} is "
+                              f"not below {user.mean:.4f} for the recipe as given (gain "
+                              f"{diff:+.4f} within the margin {margin:.4f}: the validation rows "
+                              "cannot tell them apart)")
+    elif accepted:
         record["decision"] = (f"took {best.label}: mean validation score {best.mean:.4f} against "
                               f"{user.mean:.4f} for the recipe as given (gain {diff:+.4f} > "
                               f"margin {margin:.4f})")

@@ -176,6 +176,28 @@ def test_cure_acceptance_keeps_the_recipe_when_the_gain_is_within_noise():
     assert "within noise" in record["decision"]
 
 
+def test_a_tie_goes_to_the_prescription_when_it_changes_the_recipe():
+    # A 1:20 imbalance whose few rare validation rows both recipes get right: equal scores.
+    from doctor.recipe import Recipe
+
+    y = torch.as_tensor(np.r_[np.zeros(57, dtype=int), np.ones(3, dtype=int)])
+    outs = [logits_with_accuracy(y, np.ones(60, dtype=bool))] * 3
+    user = candidate("recipe as given", [1.0] * 3, outs, y, None)
+    user.recipe = Recipe()
+    pres = candidate("trial 0", [1.0] * 3, outs, y, 0)
+    pres.recipe, pres.prescribed = Recipe(class_weight=True), True
+    chosen, record = search.decide(user, [pres], "classification")
+    assert chosen is pres and record["accepted"] and "prescription" in record["decision"]
+    # the same tie with a trial the diagnosis did not prescribe keeps the recipe as given
+    other = candidate("trial 3", [1.0] * 3, outs, y, 3)
+    other.recipe = Recipe(class_weight=True)
+    assert search.decide(user, [other], "classification")[0] is user
+    # and a prescription that is the recipe as given (a healthy diagnosis) changes nothing
+    same = candidate("trial 0", [1.0] * 3, outs, y, 0)
+    same.recipe, same.prescribed = Recipe(), True
+    assert search.decide(user, [same], "classification")[0] is user
+
+
 def test_cure_acceptance_takes_a_clearly_better_cure_and_the_best_mean_over_seeds():
     rng = np.random.default_rng(1)
     y = torch.as_tensor(rng.integers(0, 2, 80))
