@@ -197,3 +197,15 @@ def predict_arrays(model: nn.Module, X: np.ndarray, task: str, *, y_mean: float 
         proba = torch.softmax(torch.nan_to_num(out) / temperature, 1).numpy()
         return proba.argmax(1), proba
     return out.reshape(-1).numpy() * y_std + y_mean, None
+
+
+def logits_of(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
+    """The network's raw outputs for preprocessed rows (eval mode, no gradients, batched)."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            parts = [model(X[i:i + 8192]) for i in range(0, len(X), 8192)] or [model(X)]
+        return torch.cat(parts).reshape(len(X), -1).float()
+    finally:
+        model.train(was)

@@ -21,6 +21,7 @@ import optuna
 import torch
 
 from doctor.api import Case
+from doctor.api import logits_of
 from doctor.api import predict_arrays
 from doctor.bundle import Bundle
 from doctor.calibration import expected_calibration_error
@@ -195,18 +196,6 @@ def cure_table(diagnosis: Diagnosis, after: list, applied: list[str]) -> list[di
             row["after"] = a.evidence
         rows.append(row)
     return rows
-
-
-def logits_of(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
-    """The network's raw outputs for preprocessed rows (eval mode, no gradients, batched)."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            parts = [model(X[i:i + 8192]) for i in range(0, len(X), 8192)] or [model(X)]
-        return torch.cat(parts).reshape(len(X), -1).float()
-    finally:
-        model.train(was)
 
 
 def model_extras(run: Run, prepared, X_rows: np.ndarray, y_rows: np.ndarray, task: str, *,

@@ -50,6 +50,7 @@ from typing import Iterator
 import numpy as np
 import optuna
 
+from doctor.api import logits_of
 from doctor.checks import Evidence
 from doctor.checks.training import DyingReLU
 from doctor.checks.training import LossDivergence
@@ -874,17 +875,6 @@ def _top_trials(study: optuna.Study, top: int) -> list[optuna.trial.FrozenTrial]
     return out
 
 
-def _val_outputs(run, prepared) -> Any:
-    import torch
-
-    was = run.model.training
-    run.model.eval()
-    with torch.no_grad():
-        out = run.model(prepared.X_val)
-    run.model.train(was)
-    return out
-
-
 def paired_se(a: Candidate, b: Candidate, task: str, seed: int = 0,
               resamples: int = BOOTSTRAP) -> float:
     """Standard error of mean(a) − mean(b) that comes from which rows were held out.
@@ -985,7 +975,7 @@ def verify_cure(table: Table, split: Split, recipe: Recipe, base_run, base_prep,
             c.seeds.append(sd)
             c.scores.append(float(run.val_score) if math.isfinite(run.val_score) else -math.inf)
             c.y_val.append(prep.y_val)
-            c.outputs.append(_val_outputs(run, prep))
+            c.outputs.append(logits_of(run.model, prep.X_val))
     if user_broken:
         user.seeds, user.scores = [recipe.seed], [-math.inf]
     if robust_eps:
