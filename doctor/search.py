@@ -413,6 +413,34 @@ def _protected(trial: optuna.Trial, value: float) -> bool:
 
 
 # ----------------------------------------------------------------------------- objective
+class _Rerun:
+    """The trial a retry of an abandoned trial is built through: the abandoned trial's
+    parameters come back from Optuna (the retry was queued with them), and a parameter it did
+    not have is kept as given instead of drawn afresh. The run that queued the retry may have
+    had other remedy families (another machine's diagnosis, another version): a family the
+    abandoned trial had no parameters for was not part of its configuration, as
+    `search_spaces.replay` reads it, so the retry is the same configuration run again.
+    """
+
+    def __init__(self, trial: optuna.Trial, had: set[str], keep: dict[str, Any]) -> None:
+        self._trial, self._had, self._keep = trial, had, keep
+
+    def _kept(self, name: str) -> bool:
+        return name not in self._had and name in self._keep
+
+    def suggest_float(self, name: str, *args: Any, **kwargs: Any) -> float:
+        return self._keep[name] if self._kept(name) else self._trial.suggest_float(name, *args, **kwargs)
+
+    def suggest_int(self, name: str, *args: Any, **kwargs: Any) -> int:
+        return self._keep[name] if self._kept(name) else self._trial.suggest_int(name, *args, **kwargs)
+
+    def suggest_categorical(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return self._keep[name] if self._kept(name) else self._trial.suggest_categorical(name, *args, **kwargs)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._trial, attr)
+
+
 class Objective:
     """The function Optuna calls; picklable so worker processes can run it."""
 
@@ -443,8 +471,12 @@ class Objective:
     def _run(self, trial: optuna.Trial) -> float:
         from search_spaces import build_recipe
 
+        asked: Any = trial
+        if trial.user_attrs.get("doctor:retry_of") is not None:
+            keep = {k: v for r in self.remedies for k, v in r.keep(self.recipe).items()}
+            asked = _Rerun(trial, set(trial.params), keep)
         try:
-            recipe = build_recipe(trial, self.recipe, self.diagnosis, self.remedies)
+            recipe = build_recipe(asked, self.recipe, self.diagnosis, self.remedies)
         except SurgeryError as e:
             trial.set_user_attr("reason", f"remedy does not apply to this network: {e}")
             raise optuna.TrialPruned(str(e)) from None

@@ -185,7 +185,8 @@ class Trainer:
         gen = torch.Generator(device="cpu").manual_seed(seed)
         torch.randperm(n, generator=gen)  # the probe rows' draw: batches follow as with one seed
         trace = Trace(info={"device": str(device), "rows": n, "batch_size": bs,
-                            "steps_per_epoch": steps_per_epoch})
+                            "steps_per_epoch": steps_per_epoch,
+                            "parameters": sum(p.numel() for p in model.parameters())})
         ctx = StepContext(model, opt, trace, data.X_train[probe_idx], lr=r.lr)
         return _State(model, opt, sched, per_batch, gen, trace, ctx, bs, probe_idx, seed)
 

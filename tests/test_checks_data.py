@@ -462,7 +462,20 @@ def test_limited_data_network_curve_only_where_cheap_and_meaningful():
     assert _net_curve_applies(p) == ""
     assert "no recipe" in _net_curve_applies(DataProfile(t, split(t)))
     assert "diverged" in _net_curve_applies(p, Trace(diverged={"reason": "loss became NaN"}))
-    assert "would take" in _net_curve_applies(p, Trace(info={"seconds": 10.0}))
+    # the cost is estimated from the work, not from a clock: the same table and recipe get the
+    # same answer however long the diagnosis' own training happened to take
+    from doctor.models import MLPSpec
+    from doctor.recipe import Recipe
+
+    p.extras["recipe"] = Recipe()
+    small = sum(q.numel() for q in Recipe().build(4, 3).parameters())
+    for seconds in (0.1, 100.0):
+        assert _net_curve_applies(p, Trace(info={"seconds": seconds, "parameters": small})) == ""
+    big = Recipe(model=MLPSpec(hidden=(512, 512)), epochs=300)
+    p.extras["recipe"] = big
+    params = sum(q.numel() for q in big.build(4, 3).parameters())
+    why = _net_curve_applies(p, Trace(info={"seconds": 0.1, "parameters": params}))
+    assert "estimated" in why and "over 30 s" in why, why
 
 
 def test_limited_data_survives_a_network_that_cannot_train():

@@ -102,6 +102,25 @@ def test_diagnosis_aware_pruning_stops_a_sick_trial_but_never_the_prescription(s
     assert max(sick.intermediate_values) < 9  # before the last epoch
 
 
+def test_a_retry_runs_the_abandoned_configuration_and_keeps_families_it_lacked(small):
+    """An abandoned trial from a run whose space had no `lr` is run again as it was: its
+    parameters come back, and `lr` (a family it did not have) is kept as given, not drawn."""
+    case, diagnosis, _, _ = small
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.WAITING, params={"net": "healthy"},
+        distributions={"net": optuna.distributions.CategoricalDistribution(["healthy", "dead"])},
+        user_attrs={"doctor:retry_of": 7}))
+    objective = search.Objective(case.table, case.split, case.recipe, diagnosis, [Sickness()], "cpu")
+    study.optimize(objective, n_trials=1)
+    retry, = study.trials
+    assert retry.state == TrialState.COMPLETE and retry.value > 0.7  # lr as given (0.1), not 1e12
+    assert retry.params == {"net": "healthy"}
+    # a trial that is not a retry draws every parameter of the space
+    study.optimize(objective, n_trials=1, catch=(Exception,))
+    assert set(study.trials[1].params) == {"net", "lr"}
+
+
 def test_a_trial_as_good_as_the_best_is_never_stopped_for_a_symptom(small):
     """The first trial has no best to compare with; it is not protected and is stopped, the
     protection rule itself keeps trials at or above the best."""

@@ -374,13 +374,41 @@ MAX_NET_CURVE_ROWS = 400
 #: test, so the test still counts rows (not row × repeat pairs, which are not independent)
 #: but each row's half-vs-full difference is read through 3 network fits instead of 1.
 NET_CURVE_REPEATS = 3
-#: The curve's cost in trainings of the recipe on all the training rows: per repeat, 5 fits
-#: on 80 % and 5 on 40 % of the rows, for the same epochs (5 × 1.2 = 6), times 3 repeats.
-NET_CURVE_COST = 18.0
-#: Whatever the table's size, the curve is skipped when that estimate (from the diagnosis'
-#: own training of the recipe) exceeds this many seconds: a big network or a long budget
-#: on a small table (300 epochs of a 512 × 512 MLP) must not multiply the diagnosis' time.
+#: The curve's cost is estimated from the work it does, never from a clock: the same table and
+#: recipe must always get the same diagnosis. (The estimate used to be 18 × the wall time of the
+#: diagnosis' own training; under a busy machine's load that training took 1.5 s one run and
+#: 1.9 s the next on the same 200-row table, and the curve, so `limited_data`, came and went.)
+#: The model, a least-squares fit to 8 timed curves of the doctor's Trainer on the 2-core
+#: reference machine (CPU, no probes, as the curve trains; 100-400 rows, 4,600-275,000
+#: parameters, batches 8-128, 30-200 epochs; it predicts 7 of the 8 within 0.77-1.16× and
+#: overestimates the cheapest, 2.5 s, by 2×): about 0.85 ms per optimiser step, 1.9 ms per
+#: epoch (the validation pass and bookkeeping), 0.14 ns per parameter per row passed (training
+#: rows forward and backward, validation rows at a third of that) and 0.1 s per fit.
+STEP_SECONDS = 0.85e-3
+EPOCH_SECONDS = 1.9e-3
+ROW_PARAMETER_SECONDS = 1.4e-10
+FIT_SECONDS = 0.1
+#: Whatever the table's size, the curve is skipped when that estimate exceeds this many
+#: seconds: a big network or a long budget on a small table (300 epochs of a 512 × 512 MLP)
+#: must not multiply the diagnosis' time.
 MAX_NET_CURVE_SECONDS = 30.0
+
+
+def net_curve_seconds(n_train: int, n_val: int, recipe: Any, parameters: int,
+                      repeats: int = NET_CURVE_REPEATS, n_splits: int = N_FOLDS) -> float:
+    """The estimated seconds of `network_curve` (see STEP_SECONDS): per repeat and fold, one
+    fit on the fold's training part and one on half of it, each for the recipe's epochs and
+    its restarts' warm-ups, scoring the validation rows every epoch."""
+    from doctor.trainer import warmup_epochs
+
+    epochs = int(recipe.epochs) + (int(recipe.restarts) - 1) * warmup_epochs(recipe)
+    part = n_train * (n_splits - 1) // n_splits
+    seconds = 0.0
+    for rows in (part, max(2, part // 2)):
+        steps = epochs * math.ceil(rows / min(int(recipe.batch_size), rows))
+        seconds += (STEP_SECONDS * steps + EPOCH_SECONDS * epochs + FIT_SECONDS
+                    + ROW_PARAMETER_SECONDS * epochs * parameters * (rows + n_val / 3))
+    return repeats * n_splits * seconds
 
 
 def network_curve(table: Table, split: Split, recipe: Any, *, seed: int = 0,
@@ -467,10 +495,12 @@ def _net_curve_applies(profile: DataProfile, trace: Any = None) -> str:
     if trace is not None:
         if trace.diverged is not None:
             return "the recipe's training diverged; its learning curve would measure that"
-        seconds = float(trace.info.get("seconds", 0.0))
-        if NET_CURVE_COST * seconds > MAX_NET_CURVE_SECONDS:
-            return (f"the recipe trained in {seconds:.1f} s; its learning curve would take about "
-                    f"{NET_CURVE_COST * seconds:.0f} s, over {MAX_NET_CURVE_SECONDS:g} s")
+        parameters = int(trace.info.get("parameters", 0))
+        seconds = net_curve_seconds(n, len(profile.split.val), recipe, parameters)
+        if seconds > MAX_NET_CURVE_SECONDS:
+            return (f"its learning curve would train the recipe ({parameters:,} parameters, "
+                    f"{recipe.epochs} epochs) 30 more times, an estimated {seconds:.0f} s, over "
+                    f"{MAX_NET_CURVE_SECONDS:g} s")
     return ""
 
 
