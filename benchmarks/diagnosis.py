@@ -28,9 +28,12 @@ Ground truth is measured when a scenario is made, never assumed:
 
 Each scenario names `must` (the injected symptom) and `may` (symptoms the injection
 legitimately brings with it; each `may` says why). Counting: a hit when `must` is found, a miss
-when not, a false alarm for each symptom found outside must ∪ may (marked FA* when the plain
-loop's own indicator shows that symptom too; still counted). Misses print what the check
-measured (the check re-run with its thresholds relaxed), false alarms their evidence.
+when not. A symptom found outside must ∪ may is a false alarm, unless the plain loop's own
+indicator measures that symptom on the same recipe too: then the ground truth, measured as
+everywhere else, says it is there, and it is a measured co-symptom (printed `+id+`, counted
+apart; the summary also prints the precision with them counted as false alarms). Misses print
+what the check measured (the check re-run with its thresholds relaxed), false alarms and
+co-symptoms their evidence.
 
 Printed: one line per scenario, per-symptom precision and recall, overall precision and recall,
 false alarms on the healthy controls, the diagnosis time as a ratio to plainly training the same
@@ -1470,7 +1473,7 @@ class Result:
     found: list[str] = field(default_factory=list)
     false_alarms: list[str] = field(default_factory=list)
     #: Of the false alarms, those the plain loop's own indicator also shows.
-    confirmed: list[str] = field(default_factory=list)
+    co_symptoms: list[str] = field(default_factory=list)
     truth: str = ""
     planted: dict[str, Any] = field(default_factory=dict)
     diag_s: float = math.nan
@@ -1571,8 +1574,9 @@ def run_scenario(sc: Scenario) -> Result:
         symptoms = ev.found + [s for c in model_checks() for s in c.run(ev)]
     res.found = [s.id for s in symptoms]
     allowed = ({sc.must} if sc.must else set()) | set(sc.may)
-    res.false_alarms = [i for i in res.found if i not in allowed]
-    res.confirmed = [i for i in res.false_alarms if res.indicators.get(i, "").startswith("YES")]
+    outside = [i for i in res.found if i not in allowed]
+    res.co_symptoms = [i for i in outside if res.indicators.get(i, "").startswith("YES")]
+    res.false_alarms = [i for i in outside if i not in res.co_symptoms]
     if stage == "control":
         res.status = "control" if ok else "control not healthy"
     elif not ok:
@@ -1582,8 +1586,9 @@ def run_scenario(sc: Scenario) -> Result:
     if res.status == "miss":
         res.details["missed"] = {sc.must: what_the_check_saw(sc.must, ev)}
     for s in symptoms:
-        if s.id in res.false_alarms:
-            res.details.setdefault("false_alarms", {})[s.id] = {
+        if s.id in outside:
+            key = "false_alarms" if s.id in res.false_alarms else "co_symptoms"
+            res.details.setdefault(key, {})[s.id] = {
                 "summary": s.summary, "evidence": _brief(s.evidence),
                 "plain_loop_indicator": res.indicators.get(s.id, "n/a (a data symptom)")}
     return res
@@ -1675,24 +1680,24 @@ def summarise(results: list[Result]) -> dict[str, Any]:
         planted = [r for r in scored if r.must == sym]
         tp = sum(1 for r in planted if r.status == "hit")
         fp = sum(1 for r in scored if sym in r.false_alarms)
-        conf = sum(1 for r in scored if sym in r.confirmed)
+        conf = sum(1 for r in scored if sym in r.co_symptoms)
         failed = sum(1 for r in results if r.must == sym and r.status == "injection failed")
-        per[sym] = {"scenarios": len(planted), "hits": tp, "false_alarms": fp, "confirmed": conf,
+        per[sym] = {"scenarios": len(planted), "hits": tp, "false_alarms": fp, "co_symptoms": conf,
                     "injection_failed": failed,
                     "precision": tp / (tp + fp) if tp + fp else None,
                     "recall": tp / len(planted) if planted else None}
     faults = [r for r in scored if r.must]
     tp = sum(1 for r in faults if r.status == "hit")
     fa = sum(len(r.false_alarms) for r in scored)
-    conf = sum(len(r.confirmed) for r in scored)
+    conf = sum(len(r.co_symptoms) for r in scored)
     controls = [r for r in results if r.must is None]
     ratios = [r.ratio for r in results if math.isfinite(r.ratio)]
     control_ratios = [r.ratio for r in controls if math.isfinite(r.ratio)]
     return {
         "per_symptom": per,
         "scenarios": len(results), "scored_faults": len(faults), "hits": tp,
-        "misses": len(faults) - tp, "false_alarms": fa, "confirmed_false_alarms": conf,
-        "precision_unconfirmed_only": tp / (tp + fa - conf) if tp + fa - conf else None,
+        "misses": len(faults) - tp, "false_alarms": fa, "co_symptoms": conf,
+        "precision_co_symptoms_as_false_alarms": tp / (tp + fa + conf) if tp + fa + conf else None,
         "injection_failed": sum(1 for r in results if r.status == "injection failed"),
         "errors": sum(1 for r in results if r.status == "error"),
         "precision": tp / (tp + fa) if tp + fa else None,
@@ -1717,24 +1722,24 @@ def print_report(results: list[Result], summary: dict[str, Any], memory: dict[st
     w = max(len(r.name) for r in results)
     print()
     print(f"{'scenario':{w}s}  {'result':16s} {'diag s':>6s} {'×plain':>7s}  found: [must], "
-          "may, !false alarm!, !false alarm!* = the plain loop's indicator shows it too")
+          "may, !false alarm!, +co-symptom+ (outside may; the plain loop measures it too)")
     for r in results:
         shown = []
         for i in r.found:
-            star = "*" if i in r.confirmed else ""
-            shown.append(f"[{i}]" if i == r.must else f"!{i}!{star}" if i in r.false_alarms else i)
+            shown.append(f"[{i}]" if i == r.must else f"!{i}!" if i in r.false_alarms
+                         else f"+{i}+" if i in r.co_symptoms else i)
         if r.must and r.must not in r.found and r.status == "miss":
             shown.insert(0, f"(missed {r.must})")
         print(f"{r.name:{w}s}  {r.status:16s} {r.diag_s:6.1f} {r.ratio:6.1f}×  "
               f"{' '.join(shown) or '—'}")
     print()
-    print(f"{'symptom':26s} {'stage':8s} {'scen':>4s} {'hits':>4s} {'FA':>3s} {'(FA*)':>5s} "
+    print(f"{'symptom':26s} {'stage':8s} {'scen':>4s} {'hits':>4s} {'FA':>3s} {'co':>5s} "
           f"{'inj.fail':>8s} {'precision':>9s} {'recall':>6s}")
     for sym, d in summary["per_symptom"].items():
         p = "—" if d["precision"] is None else f"{d['precision']:.2f}"
         rc = "—" if d["recall"] is None else f"{d['recall']:.2f}"
         print(f"{sym:26s} {SYMPTOMS[sym]:8s} {d['scenarios']:4d} {d['hits']:4d} {d['false_alarms']:3d} "
-              f"{d['confirmed']:5d} {d['injection_failed']:8d} {p:>9s} {rc:>6s}")
+              f"{d['co_symptoms']:5d} {d['injection_failed']:8d} {p:>9s} {rc:>6s}")
     s = summary
     print()
     print(f"scenarios {s['scenarios']} ({s['scored_faults']} scored faults, {s['controls']} healthy "
@@ -1742,11 +1747,11 @@ def print_report(results: list[Result], summary: dict[str, Any], memory: dict[st
     print(f"overall: recall {s['hits']}/{s['scored_faults']} = "
           f"{_pct(s['hits'], s['scored_faults'])}, precision {s['hits']}/{s['hits'] + s['false_alarms']}"
           f" = {_pct(s['hits'], s['hits'] + s['false_alarms'])} ({s['false_alarms']} false alarms)")
-    if s["confirmed_false_alarms"]:
-        c = s["confirmed_false_alarms"]
-        print(f"  of the false alarms, {c} (FA*) are also shown by the plain loop's own indicator; "
-              f"counting only the other {s['false_alarms'] - c}: precision "
-              f"{_pct(s['hits'], s['hits'] + s['false_alarms'] - c)}")
+    if s["co_symptoms"]:
+        c = s["co_symptoms"]
+        print(f"  measured co-symptoms (found outside may, the plain loop's indicator shows them "
+              f"too): {c}; counted as false alarms, precision would be "
+              f"{_pct(s['hits'], s['hits'] + s['false_alarms'] + c)}")
     print(f"healthy controls: {s['control_false_alarms']} false alarm(s); "
           f"{s['controls_with_false_alarm']} of {s['controls_scored']} controls raised any")
     if s["median_ratio"] is not None:
@@ -1773,7 +1778,7 @@ def print_report(results: list[Result], summary: dict[str, Any], memory: dict[st
 def print_details(results: list[Result]) -> None:
     """Misses, false alarms and failed injections, with what the checks measured."""
     bad = [r for r in results if r.status in ("miss", "injection failed", "control not healthy",
-                                               "error") or r.false_alarms]
+                                               "error") or r.false_alarms or r.co_symptoms]
     if not bad:
         return
     print("\nDetails (misses, false alarms, failed injections):")
@@ -1781,8 +1786,10 @@ def print_details(results: list[Result]) -> None:
         print(f"- {r.name} [{r.status}] {r.how}; ground truth: {r.truth}")
         for sym, saw in r.details.get("missed", {}).items():
             print(f"    missed {sym}: {json.dumps(saw, default=str)}")
-        for sym, d in r.details.get("false_alarms", {}).items():
-            print(f"    false alarm {sym}: {d['summary']}")
+        for sym, d in [*r.details.get("false_alarms", {}).items(),
+                       *(("+" + k, v) for k, v in r.details.get("co_symptoms", {}).items())]:
+            print(f"    {'co-symptom ' + sym[1:] if sym.startswith('+') else 'false alarm ' + sym}: "
+                  f"{d['summary']}")
             print(f"      evidence {json.dumps(d['evidence'], default=str)}")
             print(f"      plain-loop indicator: {d['plain_loop_indicator']}")
         if "error" in r.details:
