@@ -19,6 +19,7 @@ from torch import nn
 
 from doctor.api import predict_arrays
 from doctor.errors import InputError
+from doctor.models import SeedEnsemble
 from doctor.preprocess import Preprocessor
 from doctor.recipe import Recipe
 
@@ -47,6 +48,7 @@ class Bundle:
                 "n_features": len(self.pre.feature_names_out_),
                 "n_outputs": len(self.classes) if self.classes else 1,
                 "y_mean": self.y_mean, "y_std": self.y_std, "temperature": self.temperature,
+                "members": len(self.model.members) if isinstance(self.model, SeedEnsemble) else 1,
                 **(extra or {})}
         (out / "bundle.json").write_text(json.dumps(meta, indent=2))
 
@@ -76,7 +78,12 @@ class Bundle:
         except (KeyError, TypeError, AttributeError) as e:
             raise InputError(f"{meta_path}: damaged bundle metadata ({type(e).__name__}: {e}); run "
                              "`doctor fit` again") from None
-        net = recipe.build(meta["n_features"], meta["n_outputs"])
+        members = meta.get("members", 1)
+        if not isinstance(members, int) or members < 1:
+            raise InputError(f"{meta_path}: damaged bundle metadata (members {members!r}); run "
+                             "`doctor fit` again")
+        nets = [recipe.build(meta["n_features"], meta["n_outputs"]) for _ in range(members)]
+        net = nets[0] if members == 1 else SeedEnsemble(nets, meta["task"])
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
             net.load_state_dict(state)

@@ -84,3 +84,26 @@ class ShapedInput(nn.Module):
 def user_network(model: nn.Module) -> nn.Module:
     """The network the user wrote: `model` itself, or the one a `ShapedInput` wraps."""
     return model.net if isinstance(model, ShapedInput) else model
+
+
+class SeedEnsemble(nn.Module):
+    """Networks of one recipe trained from different seeds, predicting together.
+
+    Classification averages the members' probabilities and returns the log of that mean, so
+    whatever reads logits (argmax, softmax, temperature scaling, the losses, Captum, FGSM/PGD)
+    reads the ensemble's probabilities; regression averages the outputs.
+    """
+
+    def __init__(self, members: list[nn.Module], task: str) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.classification = task == "classification"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = torch.stack([m(x) for m in self.members])
+        if self.classification:
+            return torch.logsumexp(outs.log_softmax(-1), dim=0) - torch.log(
+                torch.tensor(float(len(self.members)), device=outs.device))
+        return outs.mean(0)

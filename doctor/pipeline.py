@@ -548,6 +548,15 @@ def run_fit(case: Case, out: Path, *, storage: str, study: str, trials: int,
                        device=case.device, noisy=noisy, robust_eps=robust_eps, progress=progress)
     best_recipe, best_params, best_run, best_prep = cure.recipe, cure.params, cure.run, cure.prepared
     after = rediagnose(best_run, best_prep, diagnosis)
+    # The model judged on the test rows and shipped: on small tables several seeds of the
+    # chosen recipe, averaged (doctor.refit); the re-diagnosis above reads one network's probes.
+    from doctor.refit import add_members
+    from doctor.refit import ensemble_size
+
+    single_run = best_run
+    best_run, ensemble = add_members(
+        best_recipe, best_run, best_prep, ensemble_size(len(case.split.train)),
+        on_epoch=_stage(progress, "training the ensemble's other seeds", best_recipe.epochs))
     import search_spaces
 
     applied = remedies_applied(best_params, diagnosis,
@@ -577,7 +586,7 @@ def run_fit(case: Case, out: Path, *, storage: str, study: str, trials: int,
                  "symptom_details": [s.to_dict() for s in after], "recipe": best_recipe.as_dict(),
                  "remedies_applied": applied, "val_score": best_run.val_score,
                  "trial": cure.trial, "seeds": cure.seeds, "seed_val_scores": cure.scores,
-                 "verification": cure.record},
+                 "verification": cure.record, "ensemble": ensemble},
         "study": {"storage": result.storage, "name": result.study.study_name,
                   "trials": len(result.study.trials), "best_trial": result.best_trial,
                   "space": space, "prescription": result.prescription, "remedies": result.remedies},
@@ -621,8 +630,8 @@ def run_fit(case: Case, out: Path, *, storage: str, study: str, trials: int,
     from doctor.refit import refit_all_rows
 
     final_run, final_prep, refit = refit_all_rows(
-        case, best_recipe, best_run, noisy=noisy,
-        on_epoch=_stage(progress, "refitting on all rows", epochs_used(best_run)))
+        case, best_recipe, single_run, noisy=noisy, members=ensemble["members"],
+        on_epoch=_stage(progress, "refitting on all rows", epochs_used(single_run)))
     if final_run.trace.diverged:  # keep the validated model rather than a broken refit
         final_run, final_prep, refit = best_run, best_prep, {"skipped": final_run.trace.diverged["reason"]}
     report["best"]["refit"] = refit

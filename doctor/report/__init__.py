@@ -252,6 +252,7 @@ def _treatment(r: dict, figs: _Figures) -> dict | None:
         "params": [(str(k), fmt(v)) for k, v in (best.get("params") or {}).items()],
         "remedies": [title(x) for x in best.get("remedies_applied") or []],
         "kept": bool(best.get("kept_recipe_as_given")),
+        "members": int((best.get("ensemble") or {}).get("members") or 1),
         "remaining": [title(x) for x in best.get("symptoms") or []],
     }
 
