@@ -172,13 +172,23 @@ def remedies_applied(best_params: dict, diagnosis: Diagnosis, remedies: list) ->
     return out
 
 
-def cure_table(diagnosis: Diagnosis, after: list, applied: list[str]) -> list[dict]:
+def symptoms_treated(best_params: dict, remedies: list, applied: list[str]) -> dict[str, list[str]]:
+    """For each applied family, the symptoms its chosen parameters treat (`Remedy.treated`)."""
+    return {r.name: [sid for sid in r.treats if r.treated(best_params, sid)]
+            for r in remedies if r.name in applied}
+
+
+def cure_table(diagnosis: Diagnosis, after: list, applied: list[str],
+               treated: dict[str, list[str]] | None = None) -> list[dict]:
+    """Each symptom found before, as treated, cured, improved or remaining. `treated` (family
+    → symptoms, `symptoms_treated`) narrows a family to what its chosen switches treat."""
     after_by_id = {s.id: s for s in after}
+    treated = treated or {}
     rows = []
     for s in diagnosis.symptoms:
         row = {"id": s.id, "stage": s.stage, "before": s.evidence}
         if s.stage == "data":
-            fixes = [r for r in s.remedies if r in applied]
+            fixes = [r for r in s.remedies if r in applied and s.id in treated.get(r, [s.id])]
             if s.id in TREATED_BY_PREPROCESSING:
                 row["status"], row["after"] = "treated", {"by": ["standard preprocessing"] + fixes}
             elif fixes:
@@ -559,8 +569,9 @@ def run_fit(case: Case, out: Path, *, storage: str, study: str, trials: int,
         on_epoch=_stage(progress, "training the ensemble's other seeds", best_recipe.epochs))
     import search_spaces
 
-    applied = remedies_applied(best_params, diagnosis,
-                               search_spaces.select(diagnosis, space="full"))
+    families = search_spaces.select(diagnosis, space="full")
+    applied = remedies_applied(best_params, diagnosis, families)
+    treated = symptoms_treated(best_params, families, applied)
     base_test, Xb, _ = heldout(base_run, case, base_prep, case.split.test)
     best_test, Xt, _ = heldout(best_run, case, best_prep, case.split.test)
     y_test = case.table.y_codes()[case.split.test]
@@ -604,7 +615,7 @@ def run_fit(case: Case, out: Path, *, storage: str, study: str, trials: int,
         class_names=[str(c) for c in t.classes] if t.classes else None, seed=recipe.seed,
         y=torch.as_tensor(y_model, device=Xt_tensor.device),
         row_ids=[int(i) + 2 for i in case.split.test])  # CSV line numbers
-    report["cure"] = cure_table(diagnosis, after, applied)
+    report["cure"] = cure_table(diagnosis, after, applied, treated)
     report["trials"] = trials_section(result.study)
     report["param_importances"] = param_importances(result.study)
     report["traces"] = {"baseline": base_run.trace.to_dict(), "best": best_run.trace.to_dict()}

@@ -76,5 +76,13 @@ class Remedy(abc.ABC):
         """False when this family cannot apply to the problem (e.g. resampling a regression)."""
         return True
 
+    def treated(self, params: dict[str, Any], symptom_id: str) -> bool:
+        """Whether a configuration (`params`) in which this family changed the recipe treats
+        `symptom_id`. By default any change treats every symptom in `treats`; a family of
+        independent switches (hygiene: duplicates, constant columns, leaks) names the one
+        switch that treats each symptom, so the report does not call a symptom treated by a
+        switch that stayed off."""
+        return symptom_id in self.treats
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, treats={self.treats})"

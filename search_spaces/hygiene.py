@@ -20,6 +20,11 @@ from search_spaces._common import changes_columns_ok
 from search_spaces._common import prescribe_changes
 
 
+#: The switch that treats each symptom.
+SWITCHES = {"duplicate_rows": "drop_duplicates", "constant_features": "drop_constant",
+            "target_leakage": "drop_leaking"}
+
+
 def leaking_columns(diagnosis) -> tuple[str, ...]:
     """The columns the target_leakage symptom names (its evidence's "columns"), in its order."""
     symptom = diagnosis.get("target_leakage") if diagnosis is not None else None
@@ -63,3 +68,6 @@ class Hygiene(Remedy):
 
     def applicable(self, recipe, diagnosis):
         return changes_columns_ok(diagnosis)
+
+    def treated(self, params, symptom_id):
+        return bool(params.get(SWITCHES.get(symptom_id, ""), False))

@@ -601,3 +601,26 @@ def test_resample_mixed_keeps_weights_and_handles_edge_cases():
     one = np.array([0] * 67 + [1])
     n4, _, y4, _ = resample_mixed(num, codes, one, None, seed=0)
     assert np.bincount(y4).tolist() == [67, 67] and (n4[67:] == num[67]).all()
+
+
+def test_the_cure_table_credits_only_the_hygiene_switch_that_was_on():
+    from doctor.pipeline import cure_table
+    from doctor.pipeline import remedies_applied
+    from doctor.pipeline import symptoms_treated
+
+    table = from_frame(_dirty_frame())
+    sp = split(table, seed=0)
+    dup = Symptom("duplicate_rows", 0.4, "dup", {"rows": 5}, remedies=("hygiene",))
+    leak = Symptom("target_leakage", 0.9, "leak", {"columns": {"leak": {"single_feature_score": 1.0}}},
+                   remedies=("hygiene",))
+    d = diagnosis_of(table, sp, [dup, leak])
+    families = [BY_NAME["hygiene"]]
+    for on, off in (("drop_duplicates", "drop_leaking"), ("drop_leaking", "drop_duplicates")):
+        params = {on: True, off: False}
+        applied = remedies_applied(params, d, families)
+        assert applied == ["hygiene"]
+        rows = {r["id"]: r for r in cure_table(d, [], applied, symptoms_treated(params, families, applied))}
+        treated = "duplicate_rows" if on == "drop_duplicates" else "target_leakage"
+        other = "target_leakage" if on == "drop_duplicates" else "duplicate_rows"
+        assert rows[treated]["status"] == "treated" and rows[treated]["after"] == {"by": ["hygiene"]}
+        assert rows[other]["status"] == "remaining"  # its switch stayed off
