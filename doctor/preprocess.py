@@ -2,10 +2,12 @@
 
 Around that core, three optional steps that remedies switch on (`search_spaces/hygiene.py`,
 `search_spaces/feature_selection.py`): leave out listed columns (e.g. leaking ones), leave out
-columns that are constant on the training rows, and keep only the k most informative output
-features (scikit-learn's `SelectKBest` with mutual information, or an L1 model's k largest
-coefficients). Selection keeps original features rather than projecting them (PCA), so the
-explanations stay per original column.
+columns that are constant on the training rows, and reduce a wide table to k inputs: keep the
+k most informative output features (scikit-learn's `SelectKBest` with mutual information, or
+an L1 model's k largest coefficients), or project onto the first k principal components
+(scikit-learn's `PCA`). Selection keeps original features, so the explanations stay per
+original column; a projection's inputs are components (`pc1`, `pc2`, …), and the explanations
+are per component.
 
 Fitted on training rows only. The fitted state is plain numbers and strings (`to_dict`), so a
 model bundle can store it as JSON and nobody ever unpickles it.
@@ -29,7 +31,7 @@ from doctor.errors import NotFittedError
 
 SCALERS = ("standard", "robust", "minmax", "none")
 IMPUTERS = ("median", "mean")
-SELECTORS = ("mutual_info", "l1")
+SELECTORS = ("mutual_info", "l1", "pca")
 #: Inverse regularisation of the L1 logistic regression that ranks features for "l1": scikit-
 #: learn's default. On standardised inputs it leaves a few dozen non-zero coefficients on a
 #: hundred rows; the ranking (largest |coefficient| first) is what is used, not the zeros.
@@ -50,8 +52,9 @@ class Preprocessor:
         drop: columns to leave out (absent ones are ignored; the data may still hold them).
         drop_constant: leave out columns with at most one distinct non-missing value on the
             training rows (they carry nothing the network could use).
-        select: keep only the k best output features: "mutual_info" (`SelectKBest` with
-            mutual information) or "l1" (largest coefficients of an L1 model), or None.
+        select: reduce the output features to k: keep the k best, "mutual_info" (`SelectKBest`
+            with mutual information) or "l1" (largest coefficients of an L1 model), or project
+            onto the first k principal components, "pca"; None keeps every feature.
         select_rows_per_feature: k = training rows / this, so the network sees at least this
             many rows per input feature (the high_dimensionality check's 5 cures it).
     """
@@ -111,9 +114,25 @@ class Preprocessor:
             self.categories_[col] = counts.index.tolist()
             self.mode_[col] = counts.index[0] if len(counts) else ""
         self.kept_ = None
-        if self.select is not None:
+        self.pca_mean_ = self.pca_components_ = None
+        if self.select == "pca":
+            self._project(self.transform(X))
+        elif self.select is not None:
             self.kept_ = self._select(self.transform(X), y, task)
         return self
+
+    def _project(self, Z: np.ndarray) -> None:
+        """Fit the projection onto the first k principal components of the training rows
+        (k as for selection); none when k keeps every feature."""
+        n, d = Z.shape
+        k = min(n, max(1, int(math.floor(n / self.select_rows_per_feature))))
+        if k >= d:
+            return
+        from sklearn.decomposition import PCA
+
+        pca = PCA(n_components=k, random_state=0).fit(Z)
+        self.pca_mean_ = pca.mean_.astype(float).tolist()
+        self.pca_components_ = pca.components_.astype(float).tolist()
 
     def _columns(self, X: pd.DataFrame, numeric: list[str], categorical: list[str]) -> tuple[list, list]:
         """The columns to keep, recording the left-out ones in `dropped_` ({column: why})."""
@@ -171,6 +190,8 @@ class Preprocessor:
     @property
     def feature_names_out_(self) -> list[str]:
         self._check()
+        if getattr(self, "pca_components_", None) is not None:
+            return [f"pc{i + 1}" for i in range(len(self.pca_components_))]
         out = list(self.numeric_)
         for col in self.categorical_:
             out += [f"{col}={v}" for v in self.categories_[col]]
@@ -178,8 +199,11 @@ class Preprocessor:
 
     @property
     def groups_(self) -> list[str]:
-        """The original column of each output feature (one-hot columns fold back to one)."""
+        """The original column of each output feature (one-hot columns fold back to one); a
+        principal component is a group of its own."""
         self._check()
+        if getattr(self, "pca_components_", None) is not None:
+            return self.feature_names_out_
         out = list(self.numeric_)
         for col in self.categorical_:
             out += [col] * len(self.categories_[col])
@@ -230,6 +254,9 @@ class Preprocessor:
             width = len(self.categories_[col])
             parts.append((codes[:, j:j + 1] == np.arange(width)[None, :]).astype(np.float64))
         out = np.hstack(parts).astype(np.float32) if parts else np.zeros((len(num), 0), np.float32)
+        components = getattr(self, "pca_components_", None)
+        if components is not None:
+            return ((out - np.asarray(self.pca_mean_)) @ np.asarray(components).T).astype(np.float32)
         kept = getattr(self, "kept_", None)
         return out if kept is None else np.ascontiguousarray(out[:, kept])
 
@@ -244,6 +271,8 @@ class Preprocessor:
         state = {k: _json_floats(v) for k, v in state.items()}
         state["dropped_"] = dict(getattr(self, "dropped_", {}))
         state["kept_"] = getattr(self, "kept_", None)
+        state["pca_mean_"] = getattr(self, "pca_mean_", None)
+        state["pca_components_"] = getattr(self, "pca_components_", None)
         params = asdict(self)
         params["drop"] = list(self.drop)
         return {"params": params, "state": state}
@@ -252,6 +281,7 @@ class Preprocessor:
     def from_dict(cls, d: dict[str, Any]) -> Preprocessor:
         pre = cls(**d["params"])
         pre.dropped_, pre.kept_ = {}, None  # bundles written before these steps existed
+        pre.pca_mean_ = pre.pca_components_ = None
         for k, v in d["state"].items():
             setattr(pre, k, v)
         pre.lo_ = [-np.inf if x is None else x for x in pre.lo_]

@@ -82,7 +82,7 @@ class Recipe:
     drop_duplicates: bool = False  # drop exact copies (features and target) among training rows
     drop_constant: bool = False  # drop columns holding one value on the training rows
     drop_columns: tuple[str, ...] = ()  # columns left out entirely (e.g. flagged as leaking)
-    select: str | None = None  # feature selection: "mutual_info" | "l1" (doctor.preprocess)
+    select: str | None = None  # reduce a wide table: "mutual_info" | "l1" | "pca" (doctor.preprocess)
     select_rows_per_feature: float = 5.0  # keep n_train / this many features
 
     def __post_init__(self) -> None:

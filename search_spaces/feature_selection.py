@@ -1,11 +1,14 @@
-"""Feature selection for wide tables: keep the k most informative inputs, k relative to the
-number of training rows (`doctor.preprocess.Preprocessor.select`).
+"""Dimensionality reduction for wide tables: k inputs, k relative to the number of training
+rows (`doctor.preprocess.Preprocessor.select`).
 
-`select_rows_per_feature` = r keeps k = training rows / r features: at 5 the network sees the
-5 rows per input that the high_dimensionality check asks for; 10 and 20 select harder, 2 is a
-mild cut. Selection (scikit-learn `SelectKBest` with mutual information, or an L1 model's
-largest coefficients) is fitted on the training rows only and keeps original features, so the
-bundle stores the kept indices and the explanations stay per column.
+`select_rows_per_feature` = r keeps k = training rows / r inputs: at 5 the network sees the
+5 rows per input that the high_dimensionality check asks for; 10 and 20 cut harder, 2 is a
+mild cut. Three ways, all fitted on the training rows only: selection keeps original features
+(scikit-learn `SelectKBest` with mutual information, or an L1 model's largest coefficients), so
+the bundle stores the kept indices and the explanations stay per column; PCA projects onto the
+first k principal components (for many correlated columns, where no few columns carry the
+signal alone), and the explanations are per component. The prescription is selection (below);
+PCA is searched.
 
 Not for image input: its columns are pixels of a fixed shape (`applicable`).
 """

@@ -190,6 +190,41 @@ def test_l1_feature_selection_works_with_three_classes():
     assert {"x0", "x1"} <= set(data.pre.feature_names_out_)
 
 
+def test_pca_projects_a_wide_table_onto_k_components(tmp_path):
+    # Signal in a 3-dimensional subspace of 200 correlated columns: each column is a noisy
+    # mix of three factors. The first k components of the training rows carry the factors.
+    rng = np.random.default_rng(0)
+    n, d = 150, 200
+    factors = rng.normal(size=(n, 3))
+    X = factors @ rng.normal(size=(3, d)) + 0.3 * rng.normal(size=(n, d))
+    df = pd.DataFrame(X, columns=[f"x{i}" for i in range(d)])
+    df["target"] = (factors[:, 0] - factors[:, 1] > 0).astype(int)
+    table = from_frame(df, target="target", task="classification")
+    sp = split(table, seed=0)
+    dg = diagnosis_of(table, sp, [Symptom("high_dimensionality", 0.8, "wide")])
+    recipe = fixed("feature_selection", {"select": "pca", "select_rows_per_feature": 10.0}, diagnosis=dg)
+    data = prepare(table, sp, recipe)
+    k = len(sp.train) // 10
+    assert data.n_features == k and data.pre.feature_names_out_ == [f"pc{i + 1}" for i in range(k)]
+    assert data.pre.groups_ == data.pre.feature_names_out_  # explanations are per component
+    # the projection is fitted on the training rows: their components are centred and
+    # uncorrelated, and the first ones carry most of the spread (the three factors)
+    Z = data.X_train.numpy().astype(np.float64)
+    assert np.allclose(Z.mean(0), 0.0, atol=1e-4)
+    cov = np.cov(Z, rowvar=False)
+    assert np.allclose(cov - np.diag(np.diag(cov)), 0.0, atol=1e-3)
+    spread = np.diag(cov)
+    assert spread[:3].sum() > 0.8 * spread.sum()
+    # a network on the k components learns the task; the bundle predicts through them
+    run = Trainer(replace(recipe, epochs=30)).fit(data)
+    assert run.val_score > 0.8
+    Bundle(run.model, recipe, data.pre, table.task, table.target, table.classes).save(tmp_path)
+    loaded = Bundle.load(tmp_path)
+    X_val = table.X.iloc[sp.val]
+    assert np.array_equal(loaded.pre.transform(X_val), data.X_val.numpy())
+    assert len(loaded.predict_frame(df.iloc[:10])) == 10
+
+
 def test_feature_selection_prescription_cures_the_ratio():
     table = _wide()
     sp = split(table, seed=0)
