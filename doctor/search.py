@@ -413,6 +413,32 @@ def _protected(trial: optuna.Trial, value: float) -> bool:
 
 
 # ----------------------------------------------------------------------------- objective
+def _earlier_twin(trial: optuna.Trial) -> int | None:
+    """For a trial `enqueue_prescription` queued (the prescription or its prior): the number
+    of an earlier one, not FAIL, queued with the same mark and fixed parameters; else None.
+
+    Workers that start on one study at the same moment each find no prescription in it and
+    each queue one (`enqueue_prescription` reads, then writes; storages have no
+    compare-and-set). The later of the twins steps aside when it starts, so the prescription
+    runs once; the earlier never does, so one of them always runs.
+    """
+    marks = ("doctor:prescribed", "doctor:prior")
+    mark = {k: trial.user_attrs.get(k) for k in marks}
+    if not any(mark.values()):
+        return None  # only what `enqueue_prescription` queues is deduplicated
+    trials = trial.study.get_trials(deepcopy=False)
+    me = next((t for t in trials if t.number == trial.number), None)
+    fixed = me.system_attrs.get("fixed_params") if me is not None else None
+    if not fixed:
+        return None
+    for t in trials:
+        if (t.number < trial.number and t.state != TrialState.FAIL
+                and {k: t.user_attrs.get(k) for k in marks} == mark
+                and _same_params(t.system_attrs.get("fixed_params") or {}, fixed)):
+            return t.number
+    return None
+
+
 class _Rerun:
     """The trial a retry of an abandoned trial is built through: the abandoned trial's
     parameters come back from Optuna (the retry was queued with them), and a parameter it did
@@ -470,6 +496,13 @@ class Objective:
 
     def _run(self, trial: optuna.Trial) -> float:
         from search_spaces import build_recipe
+
+        twin = _earlier_twin(trial)
+        if twin is not None:
+            why = (f"the same queued configuration as trial {twin} (two workers queued it at the "
+                   "same moment); not run twice")
+            trial.set_user_attr("reason", why)
+            raise optuna.TrialPruned(why)
 
         asked: Any = trial
         if trial.user_attrs.get("doctor:retry_of") is not None:

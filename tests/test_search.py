@@ -121,6 +121,20 @@ def test_a_retry_runs_the_abandoned_configuration_and_keeps_families_it_lacked(s
     assert set(study.trials[1].params) == {"net", "lr"}
 
 
+def test_a_prescription_queued_twice_at_once_runs_once(small):
+    """Two workers joining at the same moment each queue the prescription: the later twin
+    steps aside when it starts, and a different queued configuration still runs."""
+    healthy = {"net": "healthy", "lr": 0.1}
+    study = study_with(small, [(healthy, {"doctor:prescribed": True}),
+                               (healthy, {"doctor:prescribed": True}),
+                               ({"net": "dead", "lr": 0.1}, None)], trials=3)
+    first, twin, other = study.trials
+    assert first.state == TrialState.COMPLETE
+    assert twin.state == TrialState.PRUNED and "trial 0" in twin.user_attrs["reason"]
+    assert "epochs_run" not in twin.user_attrs  # it did not train
+    assert "same queued configuration" not in other.user_attrs.get("reason", "")
+
+
 def test_a_trial_as_good_as_the_best_is_never_stopped_for_a_symptom(small):
     """The first trial has no best to compare with; it is not protected and is stopped, the
     protection rule itself keeps trials at or above the best."""
