@@ -288,6 +288,22 @@ def test_a_broken_recipe_is_replaced_without_a_margin():
     assert chosen is cure and record["accepted"]
 
 
+def test_the_prescription_is_judged_even_when_it_ranked_below_the_top_trials():
+    study = optuna.create_study(direction="maximize")
+    dist = {"x": optuna.distributions.FloatDistribution(0, 10)}
+    for i, v in enumerate([0.9, 0.8, 0.85, 0.7, 0.6]):
+        attrs = {"doctor:prescribed": True} if i == 3 else {}
+        study.add_trial(optuna.trial.create_trial(params={"x": float(i)}, distributions=dist,
+                                                  value=v, user_attrs=attrs))
+    assert [t.number for t in search._candidates(study, 3)] == [0, 2, 1, 3]
+    # among the top ones already: not added twice
+    assert [t.number for t in search._candidates(study, 4)] == [0, 2, 1, 3]
+    plain = optuna.create_study(direction="maximize")
+    for i, v in enumerate([0.9, 0.8]):
+        plain.add_trial(optuna.trial.create_trial(params={"x": float(i)}, distributions=dist, value=v))
+    assert [t.number for t in search._candidates(plain, 3)] == [0, 1]
+
+
 def test_verification_cost_is_bounded():
     # small table: three candidates, three seeds
     assert search.verify_plan(100, [40, 40, 40], 40) == (3, 3)
