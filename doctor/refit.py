@@ -46,7 +46,7 @@ def ensemble_size(n_train: int) -> int:
 
 
 def add_members(recipe, first: Run, prepared: Prepared, members: int, *, evaluate: bool = True,
-                epochs: int | None = None, on_epoch=None) -> tuple[Run, dict]:
+                on_epoch=None) -> tuple[Run, dict]:
     """`first` and `members - 1` more networks of `recipe` trained on `prepared` from other
     seeds, as one `SeedEnsemble` run (its trace is `first`'s). A member whose training
     diverges is left out. Returns (run, info); `first` unchanged when no member was added."""
@@ -54,8 +54,7 @@ def add_members(recipe, first: Run, prepared: Prepared, members: int, *, evaluat
 
     nets, seeds = [first.model], [int(recipe.seed)]
     for i in range(1, members):
-        r = replace(recipe, seed=int(recipe.seed) + SEED_STRIDE * i,
-                    **({"epochs": epochs} if epochs else {}))
+        r = replace(recipe, seed=int(recipe.seed) + SEED_STRIDE * i)
         run = Trainer(r, on_epoch=on_epoch).fit(prepared)
         if run.trace.diverged is None:
             nets.append(run.model)
