@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 #: so that members never share a seed with one another's restarts (restarts.py uses seed + k).
 ENSEMBLE_MEMBERS = 3
 SEED_STRIDE = 1000
-#: Tables with more training rows than this ship one network: their seed-to-seed spread is
-#: small and each extra member costs two trainings of the whole table.
+#: Tables with more training rows than this ship one network. A cost choice: each extra
+#: member costs two more trainings of the whole table. The seed spread was measured only on
+#: small tables (diabetes, module docstring), not above this bound.
 ENSEMBLE_MAX_ROWS = 20_000
 
 
