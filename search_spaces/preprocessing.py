@@ -2,6 +2,13 @@
 
 The doctor already standardises and imputes by default; this family searches the robust
 alternatives for heavy tails, outliers and missing values.
+
+Columns on different scales alone (unscaled_features without outliers) are cured by any
+scaler, so a recipe that already scales keeps its scaler in the prescription. Robust scaling
+is prescribed for outliers only: on four tables with unscaled columns (wine, breast cancer,
+diabetes and iris with every other column ×1e4; 8 splits each, the default recipe) the
+standard scaler scored 0.985 / 0.977 / 0.426 / 0.950 on test rows against robust scaling's
+0.988 / 0.968 / 0.427 / 0.950.
 """
 from __future__ import annotations
 
@@ -35,10 +42,13 @@ class Preprocessing(Remedy):
     def prescribe(self, diagnosis):
         seen = found(diagnosis, self.treats)
         changes: dict[str, Any] = {}
-        if seen & {"unscaled_features", "outliers"}:
-            changes["scaler"] = "robust"  # median/IQR: heavy tails do not set the scale
         if "outliers" in seen:
+            changes["scaler"] = "robust"  # median/IQR: heavy tails do not set the scale
             changes["clip"] = 0.01
+        elif "unscaled_features" in seen and diagnosis.recipe.scaler == "none":
+            changes["scaler"] = "standard"
+        # unscaled_features alone, with a recipe that already scales: treated as given (module
+        # docstring); the other scalers are searched
         if "missing_values" in seen:
             changes["imputer"] = "median"
         return prescribe_changes(self, diagnosis, changes)

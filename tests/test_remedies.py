@@ -215,6 +215,12 @@ def test_first_choice_repairs():
     assert p["optimizer"] == "adam" and "momentum" not in p
     p = ss.prescription(d := diagnose(["class_imbalance", "outliers"]), ss.select(d))
     assert p["class_weight"] and p["resample"] == "none" and p["scaler"] == "robust"
+    p = ss.prescription(d := diagnose(["unscaled_features"]), ss.select(d))
+    assert p["scaler"] == "standard"  # the recipe already scales: treated as given
+    p = ss.prescription(d := diagnose(["unscaled_features"], recipe=replace(Recipe(), scaler="none")), ss.select(d))
+    assert p["scaler"] == "standard"
+    p = ss.prescription(d := diagnose(["unscaled_features", "outliers"]), ss.select(d))
+    assert p["scaler"] == "robust" and p["clip"] == 0.01
     p = ss.prescription(d := diagnose(["underfitting"]), ss.select(d))
     built = ss.build_recipe(optuna.trial.FixedTrial(p), d.recipe, d, ss.select(d))
     assert built.model.hidden == (128, 128, 128) and built.epochs == 80 and built.lr == 1e-2
