@@ -439,20 +439,45 @@ def _earlier_twin(trial: optuna.Trial) -> int | None:
     return None
 
 
-class _Rerun:
-    """The trial a retry of an abandoned trial is built through: the abandoned trial's
-    parameters come back from Optuna (the retry was queued with them), and a parameter it did
-    not have is kept as given instead of drawn afresh. The run that queued the retry may have
-    had other remedy families (another machine's diagnosis, another version): a family the
-    abandoned trial had no parameters for was not part of its configuration, as
-    `search_spaces.replay` reads it, so the retry is the same configuration run again.
+def stored_choices(study: optuna.Study) -> dict[str, tuple]:
+    """The choices each categorical parameter already has in `study`.
+
+    Optuna refuses a categorical parameter whose choices differ from those the study first
+    stored ("does not support dynamic value space"), so a study made by an older doctor, whose
+    remedy families offered other choices (feature selection before PCA, the losses before
+    logit adjustment), would fail every trial when resumed or joined. Its trials are asked
+    with the study's own choices instead (`_Asked`); a choice added since is not searched in
+    that study, and a choice removed since fails its trial with the reason.
+    """
+    out: dict[str, tuple] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                       TrialState.FAIL, TrialState.RUNNING)):
+        for name, d in t.distributions.items():
+            if isinstance(d, optuna.distributions.CategoricalDistribution):
+                out.setdefault(name, tuple(d.choices))
+    return out
+
+
+class _Asked:
+    """The trial the remedy families are asked through.
+
+    - A retry of an abandoned trial: the abandoned trial's parameters come back from Optuna
+      (the retry was queued with them), and a parameter it did not have is kept as given
+      (`keep`) instead of drawn afresh. The run that queued the retry may have had other
+      remedy families (another machine's diagnosis, another version): a family the abandoned
+      trial had no parameters for was not part of its configuration, as
+      `search_spaces.replay` reads it, so the retry is the same configuration run again.
+    - A categorical parameter the study already holds with other choices is asked with the
+      study's choices (`stored_choices`).
     """
 
-    def __init__(self, trial: optuna.Trial, had: set[str], keep: dict[str, Any]) -> None:
-        self._trial, self._had, self._keep = trial, had, keep
+    def __init__(self, trial: optuna.Trial, had: set[str] | None = None,
+                 keep: dict[str, Any] | None = None, choices: dict[str, tuple] | None = None) -> None:
+        self._trial, self._had, self._keep = trial, had, keep or {}
+        self._choices = choices or {}
 
     def _kept(self, name: str) -> bool:
-        return name not in self._had and name in self._keep
+        return self._had is not None and name not in self._had and name in self._keep
 
     def suggest_float(self, name: str, *args: Any, **kwargs: Any) -> float:
         return self._keep[name] if self._kept(name) else self._trial.suggest_float(name, *args, **kwargs)
@@ -460,8 +485,14 @@ class _Rerun:
     def suggest_int(self, name: str, *args: Any, **kwargs: Any) -> int:
         return self._keep[name] if self._kept(name) else self._trial.suggest_int(name, *args, **kwargs)
 
-    def suggest_categorical(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        return self._keep[name] if self._kept(name) else self._trial.suggest_categorical(name, *args, **kwargs)
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        if self._kept(name):
+            return self._keep[name]
+        stored = self._choices.get(name)
+        if stored is not None and tuple(stored) != tuple(choices):
+            log.debug("parameter %s: the study's choices %s, not %s", name, stored, tuple(choices))
+            choices = list(stored)
+        return self._trial.suggest_categorical(name, choices)
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self._trial, attr)
@@ -472,8 +503,9 @@ class Objective:
 
     def __init__(self, table: Table, split: Split, recipe: Recipe, diagnosis: Diagnosis,
                  remedies: list, device: str, robust_eps: float | None = None,
-                 sick_pruning: bool = True) -> None:
+                 sick_pruning: bool = True, choices: dict[str, tuple] | None = None) -> None:
         self.table, self.split, self.recipe = table, split, recipe
+        self.choices = choices or {}  # stored_choices of the study
         self.diagnosis, self.remedies, self.device = diagnosis, remedies, device
         self.robust_eps = robust_eps
         self.sick_pruning = sick_pruning
@@ -504,10 +536,10 @@ class Objective:
             trial.set_user_attr("reason", why)
             raise optuna.TrialPruned(why)
 
-        asked: Any = trial
+        asked: Any = _Asked(trial, choices=self.choices)
         if trial.user_attrs.get("doctor:retry_of") is not None:
             keep = {k: v for r in self.remedies for k, v in r.keep(self.recipe).items()}
-            asked = _Rerun(trial, set(trial.params), keep)
+            asked = _Asked(trial, set(trial.params), keep, self.choices)
         try:
             recipe = build_recipe(asked, self.recipe, self.diagnosis, self.remedies)
         except SurgeryError as e:
@@ -766,7 +798,8 @@ def tune(table: Table, split: Split, recipe: Recipe, diagnosis: Diagnosis, *,
     if resume and todo <= 0:
         log.info("study '%s' has %d trial(s) with a result already; nothing to run for --trials %d",
                  study_name, n_finished(study), trials)
-    objective = Objective(table, split, recipe, diagnosis, remedies, device, robust_eps)
+    objective = Objective(table, split, recipe, diagnosis, remedies, device, robust_eps,
+                          choices=stored_choices(study))
     if todo > 0:
         if workers > 1 and not storage:
             log.warning("--workers %d needs a storage URL; running in this process", workers)

@@ -121,6 +121,37 @@ def test_a_retry_runs_the_abandoned_configuration_and_keeps_families_it_lacked(s
     assert set(study.trials[1].params) == {"net", "lr"}
 
 
+def test_a_study_with_other_choices_for_a_parameter_is_searched_with_its_own(small, tmp_path):
+    """A study made by another version whose family offered other choices ("retired" is gone,
+    or was never offered here) resumes: its trials ask with the study's choices instead of
+    failing on Optuna's "dynamic value space" error."""
+    case, diagnosis, _, _ = small
+    old = optuna.distributions.CategoricalDistribution(["healthy", "dead", "retired"])
+    lr = optuna.distributions.CategoricalDistribution([0.1, 1e12])
+
+    def study_of_old_version() -> optuna.Study:
+        storage = f"sqlite:///{tmp_path / f'old{len(list(tmp_path.iterdir()))}.db'}"
+        study = optuna.create_study(storage=storage, direction="maximize",
+                                    sampler=optuna.samplers.RandomSampler(seed=0))
+        study.add_trial(optuna.trial.create_trial(params={"net": "healthy", "lr": 0.1}, value=0.9,
+                                                  distributions={"net": old, "lr": lr}))
+        return study
+
+    study = study_of_old_version()
+    assert search.stored_choices(study) == {"net": ("healthy", "dead", "retired"), "lr": (0.1, 1e12)}
+    objective = search.Objective(case.table, case.split, case.recipe, diagnosis, [Sickness()], "cpu",
+                                 choices=search.stored_choices(study))
+    study.optimize(objective, n_trials=3, catch=(Exception,))
+    assert all(t.state != TrialState.FAIL for t in study.trials[1:])
+    assert all(t.distributions["net"] == old for t in study.trials[1:])
+    # without the study's choices every trial fails (the error this guards against)
+    study = study_of_old_version()
+    objective = search.Objective(case.table, case.split, case.recipe, diagnosis, [Sickness()], "cpu")
+    study.optimize(objective, n_trials=1, catch=(Exception,))
+    assert study.trials[1].state == TrialState.FAIL
+    assert "dynamic value space" in study.trials[1].user_attrs["reason"]
+
+
 def test_a_prescription_queued_twice_at_once_runs_once(small):
     """Two workers joining at the same moment each queue the prescription: the later twin
     steps aside when it starts, and a different queued configuration still runs."""
