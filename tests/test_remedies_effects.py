@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from sklearn import datasets
 from torch import nn
 
 import search_spaces as ss
@@ -500,6 +501,32 @@ def test_losses_differ_from_cross_entropy_as_stated():
     assert torch.allclose(rows["gce"], (1 - p ** 0.7) / 0.7, atol=1e-6)
     assert float(rows["gce"].max()) <= 1 / 0.7  # bounded: one mislabelled row cannot dominate
     assert float(ce.max()) > 1 / 0.7
+
+
+def test_logit_adjusted_loss_trains_on_the_prior_shifted_logits(blobs):
+    """Menon et al. 2021: cross-entropy of logits + log(training class frequency); the rare
+    class needs a wider margin for the same loss, so its recall rises on a 1:9 table."""
+    out, y = torch.zeros(4, 2), torch.tensor([0, 0, 1, 1])
+    prior = torch.tensor([0.9, 0.1])
+    rows = loss_per_row(fixed("losses", {"loss": "logit_adjusted"}), out, y, "classification", None, prior)
+    assert torch.allclose(rows, F.cross_entropy(out + prior.log(), y, reduction="none"))
+    assert float(rows[2]) > float(rows[0])  # same logits, the rare class's row costs more
+    X, labels = datasets.make_classification(600, 6, n_informative=3, class_sep=0.6, weights=[0.9, 0.1],
+                                             flip_y=0, random_state=1)
+    table = from_frame(pd.DataFrame(X, columns=[f"f{i}" for i in range(6)]).assign(label=labels))
+    sp = split(table, seed=0)
+    recall = {}
+    for loss in ("default", "logit_adjusted"):
+        recipe = fixed("losses", {"loss": loss}, Recipe(epochs=30, batch_size=32))
+        data = prepare(table, sp, recipe)
+        run = Trainer(recipe).fit(data)
+        with torch.no_grad():
+            pred = run.model.eval()(data.X_val).argmax(1)
+        rare = data.y_val == 1
+        recall[loss] = float((pred[rare] == 1).float().mean())
+    counts = np.bincount(data.y_train.numpy(), minlength=2)
+    assert data.class_prior.tolist() == pytest.approx((counts / counts.sum()).tolist())
+    assert recall["logit_adjusted"] >= recall["default"] + 0.2, recall
 
 
 def test_class_weights_reach_the_loss(blobs):
