@@ -178,6 +178,16 @@ def symptoms_treated(best_params: dict, remedies: list, applied: list[str]) -> d
             for r in remedies if r.name in applied}
 
 
+def _remaining_note(s) -> str:
+    """Why a data symptom stayed, and for a leak what the user should do about it."""
+    if s.id == "target_leakage":
+        cols = ", ".join(str(c) for c in (s.evidence.get("columns") or {})) or "the flagged columns"
+        return (f"kept: the validation rows carry {cols} too, so the models that use it scored "
+                "higher there; if it will not be known when you predict, remove it from the data "
+                "and run again")
+    return "no remedy for it was chosen"
+
+
 def cure_table(diagnosis: Diagnosis, after: list, applied: list[str],
                treated: dict[str, list[str]] | None = None) -> list[dict]:
     """Each symptom found before, as treated, cured, improved or remaining. `treated` (family
@@ -194,7 +204,7 @@ def cure_table(diagnosis: Diagnosis, after: list, applied: list[str],
             elif fixes:
                 row["status"], row["after"] = "treated", {"by": fixes}
             else:
-                row["status"], row["after"] = "remaining", {"note": "no remedy for it was chosen"}
+                row["status"], row["after"] = "remaining", {"note": _remaining_note(s)}
         elif s.id not in after_by_id:
             by = [r for r in s.remedies if r in applied]
             if s.id == "poor_calibration" and "temperature_scaling" in applied:

@@ -686,3 +686,7 @@ def test_the_cure_table_credits_only_the_hygiene_switch_that_was_on():
         other = "target_leakage" if on == "drop_duplicates" else "duplicate_rows"
         assert rows[treated]["status"] == "treated" and rows[treated]["after"] == {"by": ["hygiene"]}
         assert rows[other]["status"] == "remaining"  # its switch stayed off
+        if other == "target_leakage":  # a kept leak tells the user what to do
+            assert "leak" in rows[other]["after"]["note"] and "remove it" in rows[other]["after"]["note"]
+        else:
+            assert rows[other]["after"] == {"note": "no remedy for it was chosen"}
