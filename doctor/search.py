@@ -860,12 +860,6 @@ VERIFY_TOP = 3
 #: Seeds per candidate: three gives a mean and a standard error; the seeds are the recipe's
 #: seed +1, +2, +3, each a fresh train/validation split (`resplit`) and a training seed.
 VERIFY_SEEDS = 3
-#: Seeds per candidate where the budget allows them (small tables, `verify_plan`): there the
-#: validation rows are fewest and the scores noisiest, and a standard error from three paired
-#: differences (two degrees of freedom) is itself a guess. On 265 diabetes rows the three
-#: resplits scored one recipe R² 0.21, 0.51 and 0.61, and a cure "won" by 1.5 standard
-#: errors that held-out rows did not confirm (0.610 against 0.620).
-VERIFY_MAX_SEEDS = 5
 #: The most training the verification may cost, in sample-epochs (training rows x epochs,
 #: summed over its runs): about 20 runs of the doctor's default budget (~50,000
 #: sample-epochs each, `recipe.default_budget`), i.e. about what a 20-trial search trains.
@@ -955,16 +949,14 @@ def _moved_noisy(noisy: np.ndarray | None, old: Split, new: Split) -> np.ndarray
 
 
 def verify_plan(n_train: int, epochs: list[int], user_epochs: int, *, top: int = VERIFY_TOP,
-                seeds: int = VERIFY_SEEDS, budget: float = VERIFY_SAMPLE_EPOCHS,
-                max_seeds: int = VERIFY_MAX_SEEDS) -> tuple[int, int]:
+                seeds: int = VERIFY_SEEDS, budget: float = VERIFY_SAMPLE_EPOCHS) -> tuple[int, int]:
     """(candidates, seeds) to retrain within `budget` sample-epochs.
 
     `epochs` are the candidates' epochs, best first. Each candidate and the recipe as given
     train once per seed, and the cure once more on the original split (the model kept).
-    `max_seeds` where they fit, else `seeds`; over budget, fewer candidates go first, then
-    fewer seeds.
+    Fewer candidates go first, then fewer seeds.
     """
-    for k, s in [(top, max(seeds, max_seeds)), (top, seeds), (1, seeds), (1, min(seeds, 2)), (1, 1)]:
+    for k, s in [(top, seeds), (1, seeds), (1, min(seeds, 2)), (1, 1)]:
         k = min(k, len(epochs))
         cost = n_train * (s * sum(epochs[:k]) + s * user_epochs + (epochs[0] if epochs else 0))
         if cost <= budget or (k, s) == (min(1, len(epochs)), 1):
@@ -1045,7 +1037,7 @@ def verify_cure(table: Table, split: Split, recipe: Recipe, base_run, base_prep,
     (the winner's curse; on 66 validation rows the best of 20 trials beat the recipe as given
     by 0.09 and lost on held-out rows, docs/benchmarks.md "## Repair"). Here the best few
     distinct trials (`VERIFY_TOP`, and the prescription's trial, `_candidates`) and the recipe
-    as given are retrained with `VERIFY_MAX_SEEDS` or `VERIFY_SEEDS` seeds each (within `VERIFY_SAMPLE_EPOCHS`,
+    as given are retrained with `VERIFY_SEEDS` seeds each (within `VERIFY_SAMPLE_EPOCHS`,
     `verify_plan`); each seed draws fresh training
     and validation rows from the same non-test rows (`resplit`), so the rows that chose the
     trials do not also judge them, and seeds the training:
