@@ -240,6 +240,38 @@ def test_cure_acceptance_keeps_the_recipe_when_the_gain_is_within_noise():
     assert "within noise" in record["decision"]
 
 
+def test_a_cure_picked_among_several_needs_a_wider_margin(monkeypatch):
+    """The best of several noisy candidates is noise picked for being high: the gain it must
+    show grows with the number it was picked from (Šidák), unless it is the prescription."""
+    from doctor.recipe import Recipe
+
+    monkeypatch.setattr(search, "seed_se", lambda a, b: 0.03)
+    monkeypatch.setattr(search, "paired_se", lambda a, b, task, seed=0: 0.04)  # SE 0.05
+    assert search.standard_errors_for(1) == 1.0
+    assert 1.7 < search.standard_errors_for(4) < 1.75
+    y = torch.as_tensor([0, 1] * 10)
+    outs = [logits_with_accuracy(y, np.ones(20, bool))] * 3
+    user = candidate("recipe as given", [0.50] * 3, outs, y, None)
+    user.recipe = Recipe()
+
+    def trial(n: int, score: float, prescribed: bool = False):
+        c = candidate(f"trial {n}", [score] * 3, outs, y, n)
+        c.recipe, c.prescribed = Recipe(lr=0.01 * (n + 1)), prescribed
+        return c
+
+    best = trial(1, 0.56)  # 1.2 standard errors above the recipe as given
+    chosen, record = search.decide(user, [best], "classification")
+    assert chosen is best and record["standard_errors"] == 1.0
+    chosen, record = search.decide(user, [best, trial(2, 0.52), trial(3, 0.51), trial(4, 0.50)],
+                                   "classification")
+    assert chosen is user and not record["accepted"]
+    assert record["margin"] == pytest.approx(0.05 * search.standard_errors_for(4))
+    # the same gain from the prescription (named before any score) is one comparison
+    rx = trial(1, 0.56, prescribed=True)
+    chosen, record = search.decide(user, [rx, trial(2, 0.52), trial(3, 0.51)], "classification")
+    assert chosen is rx and record["standard_errors"] == 1.0
+
+
 def test_a_tie_goes_to_the_prescription_when_it_changes_the_recipe():
     # A 1:20 imbalance whose few rare validation rows both recipes get right: equal scores.
     from doctor.recipe import Recipe
