@@ -1,0 +1,250 @@
+"""The measurements behind session 4's prescription choices, one table each.
+
+    python benchmarks/prescriptions.py [--part scaler,rare,refit] [--draws 12]
+
+1. **scaler** — standard against robust scaling for columns on different scales
+   (search_spaces/preprocessing.py): wine and breast cancer as they are, diabetes and iris with
+   every other column ×1e4; the doctor's default recipe, 8 splits each, score on test rows.
+2. **rare** — class weights against logit-adjusted cross-entropy (search_spaces/losses.py),
+   both with and without weight decay 0.01, and a class-weighted logistic regression, on four
+   rare-class tables (breast cancer with 18 malignant rows, a 3-class synthetic table with 12
+   rare rows, wine with 8 rows of one cultivar, digits with one digit cut to 15 rows),
+   `--draws` draws each: test balanced accuracy. Then three rules for the cure check's tie
+   among these five configurations, each draw: the best validation score with ties to the
+   prescription (class weights + weight decay), ties to the lowest class-balanced validation
+   log-loss, or the log-loss alone.
+3. **refit** — the refit on all rows (doctor/refit.py) for the validated run's epochs against
+   its optimiser steps: wine, breast cancer, diabetes, iris and digits, 6 splits each, scored
+   on an external 25 % test split the doctor never sees.
+
+One process, one thread (`doctor.api.configure_torch`); everything is seeded, so a rerun
+prints the same numbers. About 7 minutes on one core.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from sklearn import datasets  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.metrics import balanced_accuracy_score  # noqa: E402
+from sklearn.metrics import r2_score  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
+
+from doctor.api import configure_torch  # noqa: E402
+from doctor.data import Split  # noqa: E402
+from doctor.data import from_frame  # noqa: E402
+from doctor.data import split  # noqa: E402
+from doctor.prepare import prepare  # noqa: E402
+from doctor.recipe import Recipe  # noqa: E402
+from doctor.recipe import default_budget  # noqa: E402
+from doctor.refit import epochs_used  # noqa: E402
+from doctor.trainer import Trainer  # noqa: E402
+
+
+def test_score(table, prepared, run, rows) -> float:
+    """Balanced accuracy or R² of `run` on `rows` of `table`."""
+    X = torch.as_tensor(prepared.pre.transform(table.X.iloc[rows]))
+    with torch.no_grad():
+        out = run.model.eval()(X)
+    if table.task == "classification":
+        return float(balanced_accuracy_score(table.y_codes()[rows], out.argmax(1).numpy()))
+    return float(r2_score(table.y.to_numpy()[rows], out.reshape(-1).numpy() * prepared.y_std + prepared.y_mean))
+
+
+def mean_row(label: str, values: list[float]) -> str:
+    return f"| {label} | " + " ".join(f"{v:.3f}" for v in values) + f" | {np.mean(values):.3f} |"
+
+
+# ============================================================================ 1. scaler
+def every_other_scaled(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    cols = frame.columns[:-1][::2]
+    frame[cols] = frame[cols] * 1e4
+    return frame
+
+
+def part_scaler() -> None:
+    tables = {"wine": lambda: datasets.load_wine(as_frame=True).frame,
+              "breast cancer": lambda: datasets.load_breast_cancer(as_frame=True).frame,
+              "diabetes, every other column ×1e4":
+                  lambda: every_other_scaled(datasets.load_diabetes(as_frame=True).frame),
+              "iris, every other column ×1e4":
+                  lambda: every_other_scaled(datasets.load_iris(as_frame=True).frame)}
+    print("## 1. Standard against robust scaling (default recipe, 8 splits, test score)\n")
+    print("| table, scaler | splits 0-7 | mean |\n| --- | --- | ---: |")
+    for name, make in tables.items():
+        frame = make()
+        table = from_frame(frame, target=frame.columns[-1])
+        scores = {"standard": [], "robust": []}
+        for seed in range(8):
+            sp = split(table, seed=seed)
+            epochs, batch = default_budget(len(sp.train))
+            for scaler in scores:
+                recipe = Recipe(epochs=epochs, batch_size=batch, early_stopping=10, seed=seed, scaler=scaler)
+                prepared = prepare(table, sp, recipe)
+                scores[scaler].append(test_score(table, prepared, Trainer(recipe).fit(prepared), sp.test))
+        for scaler, values in scores.items():
+            print(mean_row(f"{name}, {scaler}", values), flush=True)
+    print()
+
+
+# ============================================================================ 2. rare class
+def cancer_rare(seed: int) -> pd.DataFrame:
+    frame = datasets.load_breast_cancer(as_frame=True).frame
+    rng = np.random.default_rng(seed)
+    keep = np.concatenate([np.flatnonzero(frame.target == 1),
+                           rng.choice(np.flatnonzero(frame.target == 0), 18, replace=False)])
+    return frame.iloc[keep].rename(columns={"target": "y"})
+
+
+def synthetic_rare(seed: int) -> pd.DataFrame:
+    X, y = datasets.make_classification(600, 10, n_informative=5, n_redundant=2, n_classes=3,
+                                        weights=[0.6, 0.38, 0.02], class_sep=1.0, flip_y=0,
+                                        random_state=seed)
+    return pd.DataFrame(X, columns=[f"f{i}" for i in range(10)]).assign(y=y)
+
+
+def wine_rare(seed: int) -> pd.DataFrame:
+    return pd.read_csv(ROOT / "examples" / "wine_imbalanced.csv")
+
+
+def digits_rare(seed: int) -> pd.DataFrame:
+    frame = datasets.load_digits(as_frame=True).frame
+    rng = np.random.default_rng(seed)
+    keep = np.concatenate([np.flatnonzero(frame.target != 3),
+                           rng.choice(np.flatnonzero(frame.target == 3), 15, replace=False)])
+    return frame.iloc[keep].rename(columns={"target": "y"})
+
+
+PRESCRIBED = "class weights + wd"
+
+
+def part_rare(draws: int) -> None:
+    tables = {"breast cancer, 18 malignant": cancer_rare, "synthetic, 3 classes, 12 rare": synthetic_rare,
+              "wine, 8 of one cultivar": wine_rare, "digits, one digit cut to 15": digits_rare}
+    print(f"## 2. Class weights against logit adjustment on rare classes ({draws} draws, test "
+          "balanced accuracy)\n")
+    print("| table, configuration | draws | mean |\n| --- | --- | ---: |")
+    rows = []
+    for name, make in tables.items():
+        scores: dict[str, list[float]] = {}
+        for seed in range(draws):
+            frame = make(seed)
+            table = from_frame(frame, target=frame.columns[-1])
+            sp = split(table, seed=seed)
+            epochs, batch = default_budget(len(sp.train))
+            base = Recipe(epochs=epochs, batch_size=batch, early_stopping=10, seed=seed)
+            configs = {"class weights": replace(base, class_weight=True),
+                       PRESCRIBED: replace(base, class_weight=True, weight_decay=1e-2),
+                       "logit adjusted + wd": replace(base, loss="logit_adjusted", weight_decay=1e-2),
+                       "logit adjusted": replace(base, loss="logit_adjusted"),
+                       "plain + wd": replace(base, weight_decay=1e-2)}
+            for key, recipe in configs.items():
+                prepared = prepare(table, sp, recipe)
+                run = Trainer(recipe).fit(prepared)
+                with torch.no_grad():
+                    logits = run.model(prepared.X_val)
+                    nll = torch.nn.functional.cross_entropy(logits, prepared.y_val, reduction="none").numpy()
+                yv = prepared.y_val.numpy()
+                test = test_score(table, prepared, run, sp.test)
+                scores.setdefault(key, []).append(test)
+                rows.append({"table": name, "draw": seed, "config": key, "test": test,
+                             "val": balanced_accuracy_score(yv, logits.argmax(1).numpy()),
+                             "val_nll": float(np.mean([nll[yv == c].mean() for c in np.unique(yv)]))})
+            prepared = prepare(table, sp, base)
+            logreg = LogisticRegression(class_weight="balanced", max_iter=2000).fit(
+                prepared.X_train.numpy(), prepared.y_train.numpy())
+            X_test = prepared.pre.transform(table.X.iloc[sp.test])
+            scores.setdefault("logistic regression, balanced", []).append(
+                balanced_accuracy_score(table.y_codes()[sp.test], logreg.predict(X_test)))
+        for key, values in scores.items():
+            print(mean_row(f"{name}, {key}", values), flush=True)
+    frame = pd.DataFrame(rows)
+    print("\nThe cure check's tie among the five configurations, by rule (mean test balanced "
+          "accuracy of the configuration each rule picks):\n")
+    print("| table | best validation, ties to the prescription | ties to the lowest validation "
+          "log-loss | validation log-loss alone |\n| --- | ---: | ---: | ---: |")
+    for name, by_table in frame.groupby("table", sort=False):
+        picks: dict[str, list[float]] = {"rx": [], "nll": [], "nll_only": []}
+        for _, draw in by_table.groupby("draw"):
+            draw = draw.set_index("config")
+            tied = draw[draw.val >= draw.val.max() - 1e-9]
+            picks["rx"].append(draw.test[PRESCRIBED if PRESCRIBED in tied.index else tied.index[0]])
+            picks["nll"].append(draw.test[tied.val_nll.idxmin()])
+            picks["nll_only"].append(draw.test[draw.val_nll.idxmin()])
+        print(f"| {name} | " + " | ".join(f"{np.mean(v):.3f}" for v in picks.values()) + " |")
+    print()
+
+
+# ============================================================================ 3. refit
+def part_refit() -> None:
+    tables = {"wine": datasets.load_wine, "breast cancer": datasets.load_breast_cancer,
+              "diabetes": datasets.load_diabetes, "iris": datasets.load_iris, "digits": datasets.load_digits}
+    print("## 3. Refit on all rows: the validated run's epochs or its optimiser steps (6 splits, "
+          "external 25 % test)\n")
+    print("| table, model | splits 0-5 | mean |\n| --- | --- | ---: |")
+    for name, load in tables.items():
+        data = load(as_frame=True).frame
+        target = data.columns[-1]
+        scores: dict[str, list[float]] = {"validated run": [], "refit, same epochs": [],
+                                          "refit, same steps": []}
+        for seed in range(6):
+            strat = None if name == "diabetes" else data[target]
+            user, external = train_test_split(data, test_size=0.25, random_state=seed, stratify=strat)
+            whole = pd.concat([user, external], ignore_index=True)
+            n = len(user)
+            table = from_frame(whole, target=target)
+            own = split(from_frame(user.reset_index(drop=True), target=target), seed=seed)
+            epochs, batch = default_budget(len(own.train))
+            base = Recipe(epochs=epochs, batch_size=batch, early_stopping=10, seed=seed)
+            test = np.arange(n, len(whole))
+            validated = Split(own.train, own.val, test)
+            prepared = prepare(table, validated, base)
+            run = Trainer(base).fit(prepared)
+            scores["validated run"].append(test_score(table, prepared, run, test))
+            used = epochs_used(run)
+            steps_own, steps_all = math.ceil(len(own.train) / batch), math.ceil(n / batch)
+            everything = Split(np.arange(n), own.val, test)
+            for key, e in (("refit, same epochs", used),
+                           ("refit, same steps", max(1, round(used * steps_own / steps_all)))):
+                recipe = replace(base, epochs=e, early_stopping=None)
+                prepared = prepare(table, everything, recipe)
+                scores[key].append(test_score(table, prepared, Trainer(recipe).fit(prepared), test))
+        for key, values in scores.items():
+            print(mean_row(f"{name}, {key}", values), flush=True)
+    print()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", default="scaler,rare,refit")
+    ap.add_argument("--draws", type=int, default=12, help="draws per rare-class table")
+    args = ap.parse_args(argv)
+    configure_torch()
+    warnings.filterwarnings("ignore")
+    parts = [p.strip() for p in args.part.split(",") if p.strip()]
+    bad = set(parts) - {"scaler", "rare", "refit"}
+    if bad:
+        ap.error(f"unknown part(s) {sorted(bad)}; use scaler, rare, refit")
+    if "scaler" in parts:
+        part_scaler()
+    if "rare" in parts:
+        part_rare(args.draws)
+    if "refit" in parts:
+        part_refit()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
