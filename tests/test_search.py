@@ -264,12 +264,60 @@ def test_a_cure_picked_among_several_needs_a_wider_margin(monkeypatch):
     assert chosen is best and record["standard_errors"] == 1.0
     chosen, record = search.decide(user, [best, trial(2, 0.52), trial(3, 0.51), trial(4, 0.50)],
                                    "classification")
+    # picked among four, the best is judged with the others: their mean gains 0.0225 < 0.05
     assert chosen is user and not record["accepted"]
-    assert record["margin"] == pytest.approx(0.05 * search.standard_errors_for(4))
+    assert record["gain"] == pytest.approx(0.0225) and record["margin"] == pytest.approx(0.05)
+    assert record["group"]["members"] == ["trial 1", "trial 2", "trial 3", "trial 4"]
+    assert "within noise" in record["decision"] and "4 trials together" in record["decision"]
     # the same gain from the prescription (named before any score) is one comparison
     rx = trial(1, 0.56, prescribed=True)
     chosen, record = search.decide(user, [rx, trial(2, 0.52), trial(3, 0.51)], "classification")
     assert chosen is rx and record["standard_errors"] == 1.0
+
+
+def test_several_trials_that_all_beat_the_recipe_are_judged_together(monkeypatch):
+    """Three trials, each above the recipe as given: their mean gain clears one standard error,
+    though the best's own gain is under the 1.73 standard errors of a best-of-four pick. The
+    kept trial is the best of them; the prescription's trial, beaten, stays out of the group."""
+    from doctor.recipe import Recipe
+
+    monkeypatch.setattr(search, "seed_se", lambda a, b: 0.06)
+    monkeypatch.setattr(search, "paired_se", lambda a, b, task, seed=0: 0.08)  # SE 0.10
+    y = torch.as_tensor([0, 1] * 10)
+    outs = [logits_with_accuracy(y, np.ones(20, bool))] * 3
+    user = candidate("recipe as given", [0.58] * 3, outs, y, None)
+    user.recipe = Recipe()
+    trials = []
+    for n, score in [(4, 0.75), (1, 0.72), (10, 0.73)]:
+        c = candidate(f"trial {n}", [score] * 3, outs, y, n)
+        c.recipe = Recipe(lr=0.001 * n)
+        trials.append(c)
+    rx = candidate("trial 0", [0.40] * 3, outs, y, 0)
+    rx.recipe, rx.prescribed = Recipe(weight_decay=0.01), True
+    assert trials[0].mean - user.mean < 0.10 * search.standard_errors_for(4)
+    chosen, record = search.decide(user, trials + [rx], "classification")
+    assert chosen is trials[0] and record["accepted"]
+    assert record["group"]["members"] == ["trial 4", "trial 1", "trial 10"]
+    assert record["gain"] == pytest.approx(0.7333 - 0.58, abs=1e-3) and record["margin"] == pytest.approx(0.10)
+    assert record["decision"].startswith("took trial 4, the best of them")
+
+
+def test_a_group_is_scored_as_the_mean_of_its_members_on_the_same_rows():
+    from doctor.metrics import score_tensor
+
+    rng = np.random.default_rng(5)
+    y = torch.as_tensor(rng.integers(0, 2, 50))
+    masks = [rng.random(50) < p for p in (0.6, 0.8, 0.9)]
+    outs = [[logits_with_accuracy(y, m)] * 2 for m in masks]
+    cs = [candidate(f"trial {i}", [score_tensor(o[0], y, "classification")] * 2, o, y, i)
+          for i, o in enumerate(outs)]
+    g = search.group_of(cs[1:])
+    assert g.scores == pytest.approx([(cs[1].mean + cs[2].mean) / 2] * 2)
+    # the bootstrap of a group against one of its members: only the other member differs
+    half = candidate("half", [0.0] * 2, outs[2], y, None)
+    se_group = search.paired_se(g, cs[1], "classification")
+    se_single = search.paired_se(half, cs[1], "classification")
+    assert se_group == pytest.approx(se_single / 2, rel=1e-6) and se_group > 0
 
 
 def test_a_tie_goes_to_the_prescription_when_it_changes_the_recipe():
