@@ -659,7 +659,7 @@ def part_guided(scenarios: list[Scenario], *, trials: int,
                     "pruned_sick": sum(t.user_attrs.get("pruned_by") == "diagnosis"
                                        for t in res.study.trials),
                     "failed": sum(s[2] == "FAIL" for s in stamps),
-                    "remedies": res.remedies})
+                    "best_params": res.best_params, "remedies": res.remedies})
             row[space] = _over_seeds(runs)
         rows.append(row)
         print(f"  {sc.name}: ref {ref:.3f}  " + "  ".join(

@@ -16,6 +16,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 from typing import Callable
 
 import numpy as np
@@ -158,7 +159,7 @@ class Trainer:
                 self._after_epoch(state, record, report_only=True)
             if r.early_stopping and state.trace.epochs and state.trace.diverged is None:
                 last = state.trace.epochs[-1]  # the weights now are those of the last warm-up epoch
-                state.best = (last["val_loss"], copy.deepcopy(state.model.state_dict()), last["epoch"])
+                state.best = (last["val_loss"], snapshot(state.model), last["epoch"])
             self._train(state, data, len(state.trace.epochs), r.epochs)
         except (_Diverged, _Stop):
             pass
@@ -284,7 +285,7 @@ class Trainer:
             self.on_epoch(epoch, record)
         if r.early_stopping and not report_only:
             if record["val_loss"] < st.best[0]:
-                st.best = (record["val_loss"], copy.deepcopy(st.model.state_dict()), epoch)
+                st.best = (record["val_loss"], snapshot(st.model), epoch)
             elif epoch - st.best[2] >= r.early_stopping:
                 st.trace.info["stopped_early_at"] = epoch
                 raise _Stop
@@ -321,6 +322,15 @@ class Trainer:
         return {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                 "train_score": train_score, "val_score": val_score,
                 "lr": float(opt.param_groups[0]["lr"])}
+
+
+def snapshot(model: nn.Module) -> dict[str, Any]:
+    """A copy of `model.state_dict()` that later steps do not change: tensors cloned, anything
+    else (a module's `get_extra_state`) deep-copied. Early stopping takes one at every epoch
+    that improves; `copy.deepcopy` of the whole dict cost 0.4 ms each on a small MLP, a tenth
+    of the diagnosis of a slowly improving recipe."""
+    return {k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+            for k, v in model.state_dict().items()}
 
 
 def warmup_epochs(recipe: Recipe) -> int:

@@ -509,6 +509,31 @@ def test_limited_data_network_curve_not_used_after_unsound_training():
     assert _unsound_training(Evidence()) == ""
 
 
+def test_limited_data_network_curve_not_measured_for_a_recipe_stuck_at_chance():
+    # The recipe as given learned nothing with all the training rows (balanced accuracy at
+    # chance on validation): its curve cannot climb by min_gain, so it is not measured (30
+    # trainings saved); a recipe that learns still gets its curve measured, and regression,
+    # whose R² has no floor at chance, is never cut short this way.
+    from doctor.trace import Trace
+
+    def trace(*scores):
+        return Trace(epochs=[{"epoch": i, "train_loss": 1.0, "val_loss": 1.0, "train_score": s,
+                              "val_score": s, "lr": 1e-6} for i, s in enumerate(scores)])
+
+    X, y = datasets.load_iris(return_X_y=True)
+    ev = with_recipe(frame(X, y))
+    stuck = Evidence(profile=ev.profile, trace=trace(0.30, 1 / 3, 0.36))  # ≤ 0.04 normalised
+    why = LimitedData()._cannot_climb(stuck.profile, stuck.trace)
+    assert "cannot climb" in why and "0.360" in why
+    assert LimitedData().run(stuck) == []
+    assert "network_curve" not in ev.profile.extras
+    assert LimitedData()._cannot_climb(ev.profile, trace(0.3, 0.5)) == ""  # 0.25 normalised
+    assert LimitedData()._cannot_climb(ev.profile, None) == ""
+    Xr, yr = datasets.make_friedman1(100, 8, noise=1.0, random_state=0)
+    reg = with_recipe(frame(Xr, yr), task="regression")
+    assert LimitedData()._cannot_climb(reg.profile, trace(-0.5, 0.01)) == ""
+
+
 def test_limited_data_network_curve_not_used_with_outliers_left_in_place():
     # A -999 sentinel survives standard scaling as an extreme input: the network's curve
     # would measure how many rows it needs to learn around it, so the reference decides.

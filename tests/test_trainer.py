@@ -143,3 +143,26 @@ def test_weight_decay_zero_means_none_for_every_optimizer():
     for opt in ("sgd", "adam", "adamw", "rmsprop"):
         o = make_optimizer(Recipe(optimizer=opt), [nn.Parameter(torch.zeros(2))])
         assert o.param_groups[0]["weight_decay"] == 0.0  # torch's AdamW alone defaults to 0.01
+
+
+def test_early_stopping_restores_the_best_epochs_weights(problem):
+    # The kept state must be a copy: a reference to the live tensors would follow every later
+    # step and "restore" the last epoch instead of the best one.
+    from doctor.trainer import snapshot
+
+    table, sp = problem
+    recipe = Recipe(epochs=60, batch_size=16, lr=0.05, optimizer="adam", early_stopping=5)
+    data = prepare(table, sp, recipe)
+    run = Trainer(recipe).fit(data)
+    losses = run.trace.column("val_loss")
+    best = int(np.argmin(losses))
+    assert run.trace.info["restored_epoch"] == run.trace.epochs[best]["epoch"]
+    assert best < len(losses) - 1  # a later, worse epoch was trained and then undone
+    val_loss, _ = Trainer(recipe).evaluate(run.model, data.X_val, data.y_val, data)
+    assert val_loss == pytest.approx(losses[best], rel=1e-5)
+    kept = snapshot(run.model)
+    with torch.no_grad():
+        for p in run.model.parameters():
+            p.add_(1.0)
+    assert all(not torch.equal(kept[k], v) for k, v in run.model.state_dict().items()
+               if v.is_floating_point())
