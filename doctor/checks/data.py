@@ -1570,7 +1570,7 @@ class LimitedData(Check):
         predicts one class, balanced accuracy = chance (normalised 0). A recipe whose best
         validation epoch is under `min_gain` normalised leaves its curve no room to climb
         by `min_gain`, and 30 more trainings would measure only that (on the repair
-        benchmark's SGD-at-1e-6 and Adam-at-0.5 recipes, 10 of a 14-16 s diagnosis).
+        benchmark's SGD-at-1e-6 and Adam-at-0.5 recipes, part 2 measured 14-16 s → 3.4-11 s).
         R² has no such floor (a half-size fit can score far below 0), so regression curves are
         still measured.
         """
