@@ -133,12 +133,21 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, X: torch.Tensor, y: torch.Tensor, data: Prepared) -> tuple[float, float]:
-        """(mean loss, score) on rows the model does not train on."""
+        """(mean loss, score) on rows the model does not train on.
+
+        The loss is the one the model trains on, class weights included: with
+        `class_weight` the training loss weights each row by its class's inverse frequency,
+        and a validation loss without those weights would measure another objective. Early
+        stopping keeps the epoch with the lowest of this loss, and the overfitting and
+        learning-curve checks compare it with the training loss, so both sides must weigh
+        rows alike (the weighted loss is also the surrogate of balanced accuracy, the
+        search's objective).
+        """
         was = model.training
         model.eval()
         out = torch.cat([model(X[i:i + EVAL_CHUNK]) for i in range(0, len(X), EVAL_CHUNK)])
         model.train(was)
-        loss = float(loss_per_row(self.recipe, out, y, data.task, None).mean())
+        loss = float(loss_per_row(self.recipe, out, y, data.task, data.class_weights).mean())
         return loss, score_tensor(out, y, data.task)
 
     def fit(self, data: Prepared) -> Run:

@@ -166,3 +166,25 @@ def test_early_stopping_restores_the_best_epochs_weights(problem):
             p.add_(1.0)
     assert all(not torch.equal(kept[k], v) for k, v in run.model.state_dict().items()
                if v.is_floating_point())
+
+
+def test_class_weighted_validation_loss_weighs_rows_like_training(problem):
+    # With class_weight the training loss weights rows by inverse class frequency; the
+    # validation loss that early stopping minimises must weigh them the same way.
+    import torch.nn.functional as F
+
+    table, sp = problem
+    keep = np.r_[sp.train[table.y_codes()[sp.train] == 0][:10],
+                 sp.train[table.y_codes()[sp.train] != 0]]
+    sp = type(sp)(**{**vars(sp), "train": keep})  # class 0 rare among the training rows
+    recipe = Recipe(epochs=3, batch_size=16, class_weight=True)
+    data = prepare(table, sp, recipe)
+    assert data.class_weights is not None and float(data.class_weights.max()) > 1.5
+    run = Trainer(recipe).fit(data)
+    with torch.no_grad():
+        out = run.model.eval()(data.X_val)
+    weighted = F.cross_entropy(out, data.y_val, weight=data.class_weights, reduction="none").mean()
+    plain = F.cross_entropy(out, data.y_val)
+    assert run.val_loss == pytest.approx(float(weighted), rel=1e-5)
+    assert run.trace.epochs[-1]["val_loss"] == pytest.approx(float(weighted), rel=1e-5)
+    assert abs(float(weighted) - float(plain)) > 1e-3
