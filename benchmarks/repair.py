@@ -804,10 +804,29 @@ def print_guided(rows: list[dict], trials: int) -> str:
           f"{statistics.median(r['full']['test'] for r in held):.3f}; guided higher in {hw}, "
           f"equal in {len(held) - hw - hl}, lower in {hl} of {len(held)}; guided at least "
           f"full − {NEAR} in {hn} of {len(held)}.\n")
+        test_d, val_d = _paired(held, "test"), _paired(held, "best")
+        if test_d:
+            w(f"Guided − full per search seed (same seed, same scenario), over {test_d[2]} pairs: "
+              f"test {test_d[0]:+.4f} ± {test_d[1]:.4f} (mean ± standard error)"
+              + (f"; best validation value {val_d[0]:+.4f} ± {val_d[1]:.4f}" if val_d else "")
+              + ".\n")
     w(f"Guided at least full − {NEAR} at the end: {near} of {len(rows)}. Trials pruned as sick "
       f"(diagnosis-aware pruning): guided {sum(r['guided'].get('pruned_sick', 0) for r in rows)}, "
       f"full {sum(r['full'].get('pruned_sick', 0) for r in rows)}.\n")
     return out.getvalue()
+
+
+def _paired(rows: list[dict], key: str) -> tuple[float, float, int] | None:
+    """Mean and standard error of guided − full over the (scenario, search seed) pairs: the
+    seed-to-seed spread within a scenario is as large as the gaps between the spaces, so a
+    scenario's median alone cannot say whether one space ends worse."""
+    diffs = [g[key] - f[key] for r in rows
+             for g, f in zip(r["guided"].get("runs") or [], r["full"].get("runs") or [])
+             if g.get(key) is not None and f.get(key) is not None
+             and math.isfinite(g[key]) and math.isfinite(f[key])]
+    if len(diffs) < 2:
+        return None
+    return statistics.mean(diffs), statistics.stdev(diffs) / math.sqrt(len(diffs)), len(diffs)
 
 
 def print_guided_one(rows: list[dict], space: str) -> str:

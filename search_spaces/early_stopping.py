@@ -1,4 +1,8 @@
-"""Early stopping on the validation loss, restoring the best weights."""
+"""Early stopping on the validation loss, restoring the best epoch's weights.
+
+The validation loss is the loss the model trains on, class weights included
+(`doctor.trainer.Trainer.evaluate`).
+"""
 from __future__ import annotations
 
 from dataclasses import replace
