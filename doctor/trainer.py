@@ -138,10 +138,10 @@ class Trainer:
         The loss is the one the model trains on, class weights included: with
         `class_weight` the training loss weights each row by its class's inverse frequency,
         and a validation loss without those weights would measure another objective. Early
-        stopping keeps the epoch with the lowest of this loss, and the overfitting and
-        learning-curve checks compare it with the training loss, so both sides must weigh
-        rows alike (the weighted loss is also the surrogate of balanced accuracy, the
-        search's objective).
+        stopping keeps the epoch with the lowest of this loss, the overfitting check reads
+        its rise beside the training loss, and the report plots the two together, so both
+        must weigh rows alike (the weighted loss is also the surrogate of balanced accuracy,
+        the search's objective).
         """
         was = model.training
         model.eval()
