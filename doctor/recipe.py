@@ -59,6 +59,7 @@ class Recipe:
     # --- seams that remedies fill; the defaults leave the user's recipe untouched
     momentum: float = 0.0
     weight_decay: float = 0.0
+    l1: float = 0.0  # λ of an L1 penalty λ·Σ|w| on the weights, added to the loss (search_spaces/l1.py)
     schedule: str | None = None  # "step" | "cosine" | "onecycle" | "plateau" | "warmup"
     grad_clip: float | None = None
     init: str | None = None  # "xavier" | "kaiming" | "orthogonal" | "lecun"

@@ -254,7 +254,9 @@ class Trainer:
                     continue  # batch norm cannot train on one row
                 loss = self._step_loss(model, X[idx], y[idx], None if w is None else w[idx], data)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                # the L1 penalty is optimised but not recorded: train_loss stays the data loss,
+                # comparable with the validation loss (as weight decay, inside the optimiser)
+                (loss + r.l1 * l1_norm(model) if r.l1 else loss).backward()
                 ctx.loss, ctx.lr = loss.detach(), opt.param_groups[0]["lr"]
                 if not st.silent:
                     self._notify("on_after_backward", ctx)
@@ -331,6 +333,14 @@ class Trainer:
         return {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                 "train_score": train_score, "val_score": val_score,
                 "lr": float(opt.param_groups[0]["lr"])}
+
+
+def l1_norm(model: nn.Module) -> torch.Tensor:
+    """Σ|w| over the trainable weights of two or more dimensions (linear matrices, convolution
+    kernels). Biases and normalisation scales are left out, as weight decay conventions do:
+    shrinking them to zero constrains no input's influence."""
+    terms = [p.abs().sum() for p in model.parameters() if p.requires_grad and p.dim() > 1]
+    return torch.stack(terms).sum() if terms else torch.zeros(())
 
 
 def snapshot(model: nn.Module) -> dict[str, Any]:

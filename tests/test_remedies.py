@@ -160,7 +160,8 @@ def test_replay_leaves_families_a_trial_never_searched_as_given(everything):
 def test_select_guided_and_full():
     d = diagnose(["overfitting"])
     guided = [r.name for r in ss.select(d)]
-    treating = ["architecture", "augmentation", "dropout", "early_stopping", "optimizer", "weight_decay"]
+    treating = ["architecture", "augmentation", "dropout", "early_stopping", "l1", "optimizer",
+                "weight_decay"]
     assert set(treating) <= set(guided) == set(treating) | set(getattr(ss, "GENERIC", ()))
     assert not {"resampling", "adversarial", "hygiene", "feature_selection", "restarts"} & set(guided)
     full = {r.name for r in ss.select(d, space="full")}
@@ -172,7 +173,7 @@ def test_select_guided_and_full():
     assert ss.remedies_for("duplicate_rows") == ["hygiene"]
     assert ss.remedies_for("target_leakage") == ["hygiene"]
     assert ss.remedies_for("high_dimensionality") == ["architecture", "dropout", "feature_selection",
-                                                      "weight_decay"]
+                                                      "l1", "weight_decay"]
 
 
 def test_prescription_is_as_given_plus_changes():

@@ -418,6 +418,47 @@ def test_weight_decay_shrinks_the_weights(blobs):
     assert norms[0.1] < 0.85 * norms[0.0]
 
 
+def test_l1_adds_lambda_sign_w_to_weight_gradients_only(blobs):
+    # One full-batch SGD step from the same start: with λ the weight matrices move by an
+    # extra −lr·λ·sign(w), biases not at all; the recorded training loss stays the data loss.
+    table, sp = blobs
+    lam, lr = 0.05, 0.1
+    base = Recipe(epochs=1, optimizer="sgd", lr=lr, batch_size=len(sp.train))
+    runs = {}
+    for on in (False, True):
+        recipe = fixed("l1", {"l1_on": on, "l1": lam}, base)
+        assert recipe.l1 == (lam if on else 0.0)
+        runs[on] = Trainer(recipe).fit(prepare(table, sp, recipe))
+    plain, l1 = (dict(runs[k].model.named_parameters()) for k in (False, True))
+    checked = 0
+    for name, p in plain.items():
+        diff = (l1[name] - p).detach()
+        if p.dim() > 1:
+            w = p.detach()
+            clear = w.abs() > 1e-3  # sign unchanged by the one step
+            expected = -lr * lam * torch.sign(w)
+            assert torch.allclose(diff[clear], expected[clear], atol=1e-5)
+            checked += int(clear.sum())
+        else:
+            assert torch.allclose(diff, torch.zeros_like(diff), atol=1e-6)
+    assert checked > 100
+    assert runs[True].trace.epochs[0]["train_loss"] == pytest.approx(runs[False].trace.epochs[0]["train_loss"])
+
+
+def test_l1_shrinks_the_weights(blobs):
+    from doctor.trainer import l1_norm
+
+    table, sp = blobs
+    base = Recipe(epochs=10, optimizer="adam", lr=1e-2, batch_size=16)
+    norms = {}
+    for lam in (0.0, 1e-3):
+        recipe = fixed("l1", {"l1_on": lam > 0, "l1": lam}, base)
+        norms[lam] = float(l1_norm(Trainer(recipe).fit(prepare(table, sp, recipe)).model).detach())
+    assert norms[1e-3] < 0.7 * norms[0.0]
+    assert BY_NAME["l1"].keep(base) == {"l1_on": False}
+    assert fixed("l1", BY_NAME["l1"].keep(base), base) == base
+
+
 def _lrs(schedule: str, epochs: int = 12, steps: int = 5, val_losses=None) -> list[float]:
     """The learning rate at each step, stepping the scheduler the way the trainer does."""
     recipe = Recipe(lr=0.1, epochs=epochs, schedule=schedule)
