@@ -1,24 +1,29 @@
-"""The measurements behind session 4's prescription choices, one table each.
+"""The measurements behind prescription choices (sessions 4 and 9), one table each.
 
-    python benchmarks/prescriptions.py [--part scaler,rare,refit] [--draws 12]
+    python benchmarks/prescriptions.py [--part scaler,rare,rare-check,refit] [--draws 20]
 
 1. **scaler** — standard against robust scaling for columns on different scales
    (search_spaces/preprocessing.py): wine and breast cancer as they are, diabetes and iris with
    every other column ×1e4; the doctor's default recipe, 8 splits each, score on test rows.
-2. **rare** — class weights against logit-adjusted cross-entropy (search_spaces/losses.py),
-   both with and without weight decay 0.01, and a class-weighted logistic regression, on four
-   rare-class tables (breast cancer with 18 malignant rows, a 3-class synthetic table with 12
-   rare rows, wine with 8 rows of one cultivar, digits with one digit cut to 15 rows),
-   `--draws` draws each: test balanced accuracy. Then three rules for the cure check's tie
-   among these five configurations, each draw: the best validation score with ties to the
-   prescription (class weights + weight decay), ties to the lowest class-balanced validation
-   log-loss, or the log-loss alone.
+2. **rare** — what the first trial should be for a class with fewer than 20 rows
+   (search_spaces/losses.py, class_weights.py, early_stopping.py): class weights against
+   logit-adjusted cross-entropy, with and without weight decay 0.01 and early stopping, and a
+   class-weighted logistic regression, on eight rare-class tables (breast cancer with 18
+   malignant or 15 benign rows, synthetic tables with 12 rare rows of 3 classes and 1.5 % of 2,
+   wine with 8 rows of one cultivar, digits with one digit cut to 15 or the 8s to 12, iris with
+   10 virginica), `--draws` draws each: test balanced accuracy, and each configuration's
+   difference to session 4's prescription paired by draw. Then three rules for the cure
+   check's tie among these configurations, each draw: the best validation score with ties to
+   the prescription, ties to the lowest class-balanced validation log-loss, or the log-loss
+   alone.
+   **rare-check** runs three of them through the cure check's rule instead
+   (`--check-draws` draws): what a fit would keep, the recipe as given or the prescription.
 3. **refit** — the refit on all rows (doctor/refit.py) for the validated run's epochs against
    its optimiser steps: wine, breast cancer, diabetes, iris and digits, 6 splits each, scored
    on an external 25 % test split the doctor never sees.
 
 One process, one thread (`doctor.api.configure_torch`); everything is seeded, so a rerun
-prints the same numbers. About 7 minutes on one core.
+prints the same numbers. About 25 minutes on one core.
 """
 from __future__ import annotations
 
@@ -127,17 +132,56 @@ def digits_rare(seed: int) -> pd.DataFrame:
     return frame.iloc[keep].rename(columns={"target": "y"})
 
 
-PRESCRIBED = "class weights + wd"
+def iris_rare(seed: int) -> pd.DataFrame:
+    frame = datasets.load_iris(as_frame=True).frame
+    rng = np.random.default_rng(seed)
+    keep = np.concatenate([np.flatnonzero(frame.target != 2),
+                           rng.choice(np.flatnonzero(frame.target == 2), 10, replace=False)])
+    return frame.iloc[keep].rename(columns={"target": "y"})
+
+
+def benign_rare(seed: int) -> pd.DataFrame:
+    frame = datasets.load_breast_cancer(as_frame=True).frame
+    rng = np.random.default_rng(seed)
+    keep = np.concatenate([np.flatnonzero(frame.target == 0),
+                           rng.choice(np.flatnonzero(frame.target == 1), 15, replace=False)])
+    return frame.iloc[keep].rename(columns={"target": "y"})
+
+
+def synthetic_binary_rare(seed: int) -> pd.DataFrame:
+    X, y = datasets.make_classification(1000, 20, n_informative=8, weights=[0.985], class_sep=1.2,
+                                        flip_y=0, random_state=100 + seed)
+    return pd.DataFrame(X, columns=[f"f{i}" for i in range(20)]).assign(y=y)
+
+
+def digits8_rare(seed: int) -> pd.DataFrame:
+    frame = datasets.load_digits(as_frame=True).frame
+    rng = np.random.default_rng(seed)
+    keep = np.concatenate([np.flatnonzero(frame.target != 8),
+                           rng.choice(np.flatnonzero(frame.target == 8), 12, replace=False)])
+    return frame.iloc[keep].rename(columns={"target": "y"})
+
+
+#: Session 4 chose among the first four tables; session 9's choice (logit adjustment without
+#: early stopping) was made on them too, then checked on the last four, made for that check.
+RARE_TABLES = {"breast cancer, 18 malignant": cancer_rare,
+               "synthetic, 3 classes, 12 rare": synthetic_rare,
+               "wine, 8 of one cultivar": wine_rare, "digits, one digit cut to 15": digits_rare,
+               "iris, 10 virginica": iris_rare, "breast cancer, 15 benign": benign_rare,
+               "synthetic, 2 classes, 1.5 % rare": synthetic_binary_rare,
+               "digits, the 8s cut to 12": digits8_rare}
+PRESCRIBED = "logit adjusted + wd, no early stopping"
+BEFORE = "class weights + wd"
 
 
 def part_rare(draws: int) -> None:
-    tables = {"breast cancer, 18 malignant": cancer_rare, "synthetic, 3 classes, 12 rare": synthetic_rare,
-              "wine, 8 of one cultivar": wine_rare, "digits, one digit cut to 15": digits_rare}
-    print(f"## 2. Class weights against logit adjustment on rare classes ({draws} draws, test "
-          "balanced accuracy)\n")
-    print("| table, configuration | draws | mean |\n| --- | --- | ---: |")
-    rows = []
-    for name, make in tables.items():
+    print(f"## 2. The loss, class weights and early stopping on rare classes ({draws} draws, test "
+          "balanced accuracy; the difference to the session 4 prescription, class weights + weight "
+          "decay, is paired by draw)\n")
+    print("| table, configuration | draws | mean | − class weights + wd (± SE) |\n"
+          "| --- | --- | ---: | ---: |")
+    rows, summary = [], {}
+    for name, make in RARE_TABLES.items():
         scores: dict[str, list[float]] = {}
         for seed in range(draws):
             frame = make(seed)
@@ -146,9 +190,12 @@ def part_rare(draws: int) -> None:
             epochs, batch = default_budget(len(sp.train))
             base = Recipe(epochs=epochs, batch_size=batch, early_stopping=10, seed=seed)
             configs = {"class weights": replace(base, class_weight=True),
-                       PRESCRIBED: replace(base, class_weight=True, weight_decay=1e-2),
+                       BEFORE: replace(base, class_weight=True, weight_decay=1e-2),
+                       "class weights + wd, no early stopping": replace(
+                           base, class_weight=True, weight_decay=1e-2, early_stopping=None),
                        "logit adjusted + wd": replace(base, loss="logit_adjusted", weight_decay=1e-2),
-                       "logit adjusted": replace(base, loss="logit_adjusted"),
+                       PRESCRIBED: replace(base, loss="logit_adjusted", weight_decay=1e-2,
+                                           early_stopping=None),
                        "plain + wd": replace(base, weight_decay=1e-2)}
             for key, recipe in configs.items():
                 prepared = prepare(table, sp, recipe)
@@ -169,9 +216,19 @@ def part_rare(draws: int) -> None:
             scores.setdefault("logistic regression, balanced", []).append(
                 balanced_accuracy_score(table.y_codes()[sp.test], logreg.predict(X_test)))
         for key, values in scores.items():
-            print(mean_row(f"{name}, {key}", values), flush=True)
+            d = np.asarray(values) - np.asarray(scores[BEFORE])
+            diff = ("" if key == BEFORE else
+                    f"{d.mean():+.3f} ± {d.std(ddof=1) / math.sqrt(len(d)):.3f}")
+            print(mean_row(f"{name}, {key}", values) + f" {diff} |", flush=True)
+        summary.setdefault(BEFORE, []).append(np.mean(scores[BEFORE]))
+        summary.setdefault(PRESCRIBED, []).append(np.mean(scores[PRESCRIBED]))
+    gains = np.asarray(summary[PRESCRIBED]) - np.asarray(summary[BEFORE])
+    print(f"\n{PRESCRIBED} against {BEFORE}: mean over the {len(gains)} tables "
+          f"{np.mean(summary[PRESCRIBED]):.3f} against {np.mean(summary[BEFORE]):.3f}; ahead on "
+          f"{int((gains > 0.005).sum())}, within 0.005 on {int((abs(gains) <= 0.005).sum())}, "
+          f"behind on {int((gains < -0.005).sum())}.")
     frame = pd.DataFrame(rows)
-    print("\nThe cure check's tie among the five configurations, by rule (mean test balanced "
+    print("\nThe cure check's tie among these configurations, by rule (mean test balanced "
           "accuracy of the configuration each rule picks):\n")
     print("| table | best validation, ties to the prescription | ties to the lowest validation "
           "log-loss | validation log-loss alone |\n| --- | ---: | ---: | ---: |")
@@ -184,6 +241,50 @@ def part_rare(draws: int) -> None:
             picks["nll"].append(draw.test[tied.val_nll.idxmin()])
             picks["nll_only"].append(draw.test[draw.val_nll.idxmin()])
         print(f"| {name} | " + " | ".join(f"{np.mean(v):.3f}" for v in picks.values()) + " |")
+    print()
+
+
+def part_rare_check(draws: int) -> None:
+    """The rare-class prescriptions through the cure check's rule (doctor.search.decide): the
+    prescription replaces the recipe as given when its mean validation score over three
+    resplits (`doctor.search.resplit`, seeds +1..+3) is not below the recipe as given's; each
+    configuration's test score is that of its run on the draw's own split."""
+    from doctor.search import resplit
+
+    print(f"## 2b. Through the cure check ({draws} draws, test balanced accuracy of what the "
+          "rule keeps; in brackets, how often it kept the prescription)\n")
+    print(f"| table | recipe as given | {BEFORE} | {PRESCRIBED} |\n| --- | ---: | ---: | ---: |")
+    for name, make in RARE_TABLES.items():
+        kept: dict[str, list[float]] = {"given": [], BEFORE: [], PRESCRIBED: []}
+        taken = {BEFORE: 0, PRESCRIBED: 0}
+        for seed in range(draws):
+            frame = make(seed)
+            table = from_frame(frame, target=frame.columns[-1])
+            sp = split(table, seed=seed)
+            epochs, batch = default_budget(len(sp.train))
+            base = Recipe(epochs=epochs, batch_size=batch, early_stopping=10, seed=seed)
+            configs = {"given": base,
+                       BEFORE: replace(base, class_weight=True, weight_decay=1e-2),
+                       PRESCRIBED: replace(base, loss="logit_adjusted", weight_decay=1e-2,
+                                           early_stopping=None)}
+            test, val = {}, {}
+            for key, recipe in configs.items():
+                prepared = prepare(table, sp, recipe)
+                test[key] = test_score(table, prepared, Trainer(recipe).fit(prepared), sp.test)
+                scores = []
+                for k in (1, 2, 3):
+                    again = replace(recipe, seed=seed + k)
+                    scores.append(float(Trainer(again).fit(
+                        prepare(table, resplit(table, sp, seed + k), again)).val_score))
+                val[key] = float(np.mean(scores))
+            kept["given"].append(test["given"])
+            for key in (BEFORE, PRESCRIBED):
+                ok = val[key] >= val["given"] - 1e-12
+                taken[key] += ok
+                kept[key].append(test[key] if ok else test["given"])
+        print(f"| {name} | {np.mean(kept['given']):.3f} | {np.mean(kept[BEFORE]):.3f} "
+              f"({taken[BEFORE]}) | {np.mean(kept[PRESCRIBED]):.3f} ({taken[PRESCRIBED]}) |",
+              flush=True)
     print()
 
 
@@ -228,19 +329,23 @@ def part_refit() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", default="scaler,rare,refit")
-    ap.add_argument("--draws", type=int, default=12, help="draws per rare-class table")
+    ap.add_argument("--part", default="scaler,rare,rare-check,refit")
+    ap.add_argument("--draws", type=int, default=20, help="draws per rare-class table")
+    ap.add_argument("--check-draws", type=int, default=10,
+                    help="draws per rare-class table for rare-check (each trains 12 networks)")
     args = ap.parse_args(argv)
     configure_torch()
     warnings.filterwarnings("ignore")
     parts = [p.strip() for p in args.part.split(",") if p.strip()]
-    bad = set(parts) - {"scaler", "rare", "refit"}
+    bad = set(parts) - {"scaler", "rare", "rare-check", "refit"}
     if bad:
         ap.error(f"unknown part(s) {sorted(bad)}; use scaler, rare, refit")
     if "scaler" in parts:
         part_scaler()
     if "rare" in parts:
         part_rare(args.draws)
+    if "rare-check" in parts:
+        part_rare_check(args.check_draws)
     if "refit" in parts:
         part_refit()
     return 0

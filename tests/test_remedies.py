@@ -168,8 +168,8 @@ def test_select_guided_and_full():
     assert "label_noise" not in full and {"resampling", "adversarial"} <= full
     with pytest.raises(ValueError):
         ss.select(d, space="everything")
-    assert ss.remedies_for("class_imbalance") == ["architecture", "class_weights", "losses",
-                                                  "resampling", "weight_decay"]
+    assert ss.remedies_for("class_imbalance") == ["architecture", "class_weights", "early_stopping",
+                                                  "losses", "resampling", "weight_decay"]
     assert ss.remedies_for("duplicate_rows") == ["hygiene"]
     assert ss.remedies_for("target_leakage") == ["hygiene"]
     assert ss.remedies_for("high_dimensionality") == ["architecture", "dropout", "feature_selection",

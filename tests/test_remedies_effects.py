@@ -347,6 +347,33 @@ def test_rare_class_prescribes_strong_decay_and_offers_very_small_networks(blobs
                  diagnosis=limited).model.hidden == (4,)
 
 
+def test_rare_class_prescribes_logit_adjustment_trained_to_the_end(blobs):
+    table, sp = blobs
+    rare = Symptom("class_imbalance", 0.8, "rare", {"counts": {"0": 120, "1": 13}})
+    common = Symptom("class_imbalance", 0.3, "imbalance", {"counts": {"0": 500, "1": 90}})
+    families = [BY_NAME[n] for n in ("class_weights", "losses", "early_stopping")]
+    given = Recipe(early_stopping=10, class_weight=True)
+    d_rare = diagnosis_of(table, sp, [rare], recipe=given)
+    d_common = diagnosis_of(table, sp, [common], recipe=given)
+    built = ss.build_recipe(optuna.trial.FixedTrial(ss.prescription(d_rare, families)), given,
+                            d_rare, families)
+    # logit adjustment replaces class weights (not both), and training runs to the end
+    assert (built.loss, built.class_weight, built.early_stopping) == ("logit_adjusted", False, None)
+    p = ss.prescription(d_rare, families)
+    assert BY_NAME["early_stopping"].treated(p, "class_imbalance")
+    assert BY_NAME["losses"].treated(p, "class_imbalance")
+    # a larger minority class keeps class weights, the plain loss and early stopping as given
+    built = ss.build_recipe(optuna.trial.FixedTrial(ss.prescription(d_common, families)), given,
+                            d_common, families)
+    assert (built.loss, built.class_weight, built.early_stopping) == ("default", True, 10)
+    assert not BY_NAME["early_stopping"].treated(ss.prescription(d_common, families),
+                                                 "class_imbalance")
+    # without class imbalance, early stopping's own prescription is unchanged
+    over = diagnosis_of(table, sp, [Symptom("overfitting", 0.5, "gap")], recipe=Recipe(epochs=60))
+    assert ss.prescription(over, [BY_NAME["early_stopping"]]) == {"early_stopping_on": True,
+                                                                   "early_stopping": 5}
+
+
 # --------------------------------------------------------------------------- network surgery
 @pytest.mark.parametrize("scheme", ["xavier", "kaiming", "orthogonal", "lecun"])
 def test_init_reinitialises_with_the_stated_scheme(scheme):
