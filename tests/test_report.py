@@ -336,6 +336,20 @@ def test_verdict_comes_first_with_what_was_wrong_fixed_and_gained():
     assert 'id="verdict-gain"' in verdict and "0.7 → " in verdict.replace("<b>", "").replace("</b>", "")
     assert "status-cured" in verdict  # overfitting's status from the cure table
     assert html.index('id="verdict"') < html.index('id="symptoms"')
+    assert "After the cure: still found Limited data." in verdict
+
+
+def test_verdict_tells_a_symptom_new_after_the_cure_from_one_that_stayed():
+    rec = full_record()
+    rec["best"]["symptoms"] = ["limited_data", "poor_calibration"]  # the second was not found before
+    verdict = render_html(rec).split('id="verdict"')[1].split('id="symptoms"')[0]
+    assert "still found Limited data; new: Poor calibration." in verdict
+    rec["best"]["symptoms"] = ["poor_calibration"]
+    verdict = render_html(rec).split('id="verdict"')[1].split('id="symptoms"')[0]
+    assert "no training or model symptom found before remains; new: Poor calibration." in verdict
+    assert "still found" not in verdict
+    rec["best"]["symptoms"] = []
+    assert "no training or model symptom remains" in render_html(rec)
 
 
 def test_model_sections_show_permutation_temperature_and_robust_eps():

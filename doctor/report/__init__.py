@@ -184,6 +184,7 @@ def _verdict(r: dict) -> dict:
                                 else f"Found {len(syms)} symptom(s).")
     status = {str(c.get("id")): str(c.get("status") or "") for c in r.get("cure") or []
               if isinstance(c, dict)}
+    before = {s.get("id") for s in syms}
     bm, tm = base.get("metrics") or {}, best.get("metrics") or {}
     key = next((k for k in ("balanced_accuracy", "r2", "accuracy") if k in bm), None)
     gain = None
@@ -196,7 +197,10 @@ def _verdict(r: dict) -> dict:
                        "status": status.get(str(s.get("id")), "")}
                       for s in syms],
             "fixed_by": [title(x) for x in best.get("remedies_applied") or []],
-            "remaining": [title(x) for x in best.get("symptoms") or []] if best else None,
+            # after the cure: symptoms the recipe as given also had, then ones that are new
+            "remaining": ([title(x) for x in best.get("symptoms") or [] if x in before]
+                          if best else None),
+            "new": [title(x) for x in best.get("symptoms") or [] if x not in before],
             "has_best": bool(best.get("metrics")),
             "held_out": base.get("held_out") or ("test rows" if best else "held-out rows"),
             "metrics": _metrics_rows(base.get("metrics") or {}, best.get("metrics") or {})}
