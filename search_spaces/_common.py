@@ -69,7 +69,8 @@ def changes_columns_ok(diagnosis: Diagnosis | None) -> bool:
 
 
 #: A class with fewer rows than this (in the whole table) is "rare" for the small-data priors
-#: (architecture.py, weight_decay.py): the usual 10-20 events per parameter of a logistic
+#: (architecture.py, weight_decay.py) and the rare-class prescription (losses.py,
+#: class_weights.py, early_stopping.py): the usual 10-20 events per parameter of a logistic
 #: model (Peduzzi et al. 1996) means such a class supports about one linear decision, not the
 #: thousands of weights of a hidden layer. On ~13 rare rows a class-weighted logistic
 #: regression beats a class-weighted 64x64 MLP (NOTES.md, repair benchmark).
