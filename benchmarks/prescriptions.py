@@ -174,6 +174,17 @@ PRESCRIBED = "logit adjusted + wd, no early stopping"
 BEFORE = "class weights + wd"
 
 
+def rare_recipes(base: Recipe) -> dict[str, Recipe]:
+    """The configurations compared on rare classes, from the doctor's default recipe `base`."""
+    return {"class weights": replace(base, class_weight=True),
+            BEFORE: replace(base, class_weight=True, weight_decay=1e-2),
+            "class weights + wd, no early stopping": replace(
+                base, class_weight=True, weight_decay=1e-2, early_stopping=None),
+            "logit adjusted + wd": replace(base, loss="logit_adjusted", weight_decay=1e-2),
+            PRESCRIBED: replace(base, loss="logit_adjusted", weight_decay=1e-2, early_stopping=None),
+            "plain + wd": replace(base, weight_decay=1e-2)}
+
+
 def part_rare(draws: int) -> None:
     print(f"## 2. The loss, class weights and early stopping on rare classes ({draws} draws, test "
           "balanced accuracy; the difference to the session 4 prescription, class weights + weight "
@@ -189,15 +200,7 @@ def part_rare(draws: int) -> None:
             sp = split(table, seed=seed)
             epochs, batch = default_budget(len(sp.train))
             base = Recipe(epochs=epochs, batch_size=batch, early_stopping=10, seed=seed)
-            configs = {"class weights": replace(base, class_weight=True),
-                       BEFORE: replace(base, class_weight=True, weight_decay=1e-2),
-                       "class weights + wd, no early stopping": replace(
-                           base, class_weight=True, weight_decay=1e-2, early_stopping=None),
-                       "logit adjusted + wd": replace(base, loss="logit_adjusted", weight_decay=1e-2),
-                       PRESCRIBED: replace(base, loss="logit_adjusted", weight_decay=1e-2,
-                                           early_stopping=None),
-                       "plain + wd": replace(base, weight_decay=1e-2)}
-            for key, recipe in configs.items():
+            for key, recipe in rare_recipes(base).items():
                 prepared = prepare(table, sp, recipe)
                 run = Trainer(recipe).fit(prepared)
                 with torch.no_grad():
@@ -263,10 +266,8 @@ def part_rare_check(draws: int) -> None:
             sp = split(table, seed=seed)
             epochs, batch = default_budget(len(sp.train))
             base = Recipe(epochs=epochs, batch_size=batch, early_stopping=10, seed=seed)
-            configs = {"given": base,
-                       BEFORE: replace(base, class_weight=True, weight_decay=1e-2),
-                       PRESCRIBED: replace(base, loss="logit_adjusted", weight_decay=1e-2,
-                                           early_stopping=None)}
+            every = rare_recipes(base)
+            configs = {"given": base, BEFORE: every[BEFORE], PRESCRIBED: every[PRESCRIBED]}
             test, val = {}, {}
             for key, recipe in configs.items():
                 prepared = prepare(table, sp, recipe)
