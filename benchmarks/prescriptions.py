@@ -250,10 +250,10 @@ def part_rare(draws: int) -> None:
 def part_rare_check(draws: int) -> None:
     """The rare-class prescriptions through the cure check's rule (doctor.search.decide): the
     prescription replaces the recipe as given when its mean validation score over three
-    resplits (`doctor.search.resplit`, seeds +1..+3) is not below the recipe as given's; each
+    folds (`doctor.search.cure_splits`, seeds +1..+3) is not below the recipe as given's; each
     configuration's test score is that of its run on the draw's own split. The last column
     keeps the prescription whatever the validation rows say: what the check costs or saves."""
-    from doctor.search import resplit
+    from doctor.search import cure_splits
 
     print(f"## 2b. Through the cure check ({draws} draws, test balanced accuracy of what the "
           "rule keeps; in brackets, how often it kept the prescription)\n")
@@ -275,10 +275,10 @@ def part_rare_check(draws: int) -> None:
                 prepared = prepare(table, sp, recipe)
                 test[key] = test_score(table, prepared, Trainer(recipe).fit(prepared), sp.test)
                 scores = []
-                for k in (1, 2, 3):
-                    again = replace(recipe, seed=seed + k)
-                    scores.append(float(Trainer(again).fit(
-                        prepare(table, resplit(table, sp, seed + k), again)).val_score))
+                seeds = [seed + k for k in (1, 2, 3)]
+                for sd, fold in zip(seeds, cure_splits(table, sp, seeds)):
+                    again = replace(recipe, seed=sd)
+                    scores.append(float(Trainer(again).fit(prepare(table, fold, again)).val_score))
                 val[key] = float(np.mean(scores))
             kept["given"].append(test["given"])
             kept["always"].append(test[PRESCRIBED])

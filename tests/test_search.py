@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -486,3 +487,44 @@ def test_guided_enqueues_the_prescription_then_its_prior_and_full_enqueues_nothi
         assert "fixed_params" not in t.system_attrs
         assert not t.user_attrs.get("doctor:prescribed") and not t.user_attrs.get("doctor:prior")
     assert set(full.remedies) == {r.name for r in search_spaces.select(diagnosis, "full")}
+
+
+def test_cure_splits_validate_each_row_at_most_once_and_keep_the_test_rows():
+    from doctor.data import Split
+    from doctor.data import from_frame
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(190, dtype=int), np.ones(10, dtype=int)]  # 10 rows of a rare class
+    table = from_frame(pd.DataFrame({"a": rng.normal(size=200), "y": y}), target="y")
+    order = rng.permutation(200)
+    sp = Split(np.sort(order[:120]), np.sort(order[120:160]), np.sort(order[160:]))
+    splits = search.cure_splits(table, sp, [1, 2, 3])
+    pool = set(sp.train) | set(sp.val)
+    seen: set[int] = set()
+    for s in splits:
+        assert set(s.train) | set(s.val) == pool and not set(s.train) & set(s.val)
+        assert not seen & set(s.val)  # disjoint validation folds
+        seen |= set(s.val)
+        assert abs(len(s.val) - len(sp.val)) <= 1 and list(s.test) == list(sp.test)
+        assert (table.y_codes()[s.val] == 1).sum() >= 1  # stratified: the rare class in each
+    # the same seeds give the same folds (every candidate is judged on the same rows)
+    again = search.cure_splits(table, sp, [1, 2, 3])
+    assert all(list(a.val) == list(b.val) for a, b in zip(splits, again))
+    # more seeds than folds wrap around; regression folds are plain k-fold
+    assert len(search.cure_splits(table, sp, list(range(7)))) == 7
+    reg = from_frame(pd.DataFrame({"a": rng.normal(size=200), "t": rng.normal(size=200)}), target="t",
+                     task="regression")
+    assert len(search.cure_splits(reg, sp, [1, 2])) == 2 and search.cure_splits(reg, sp, []) == []
+
+
+def test_the_paired_bootstrap_takes_validation_folds_of_different_sizes():
+    # cure_splits' folds may differ by a row; each seed's rows are resampled on their own
+    rng = np.random.default_rng(3)
+    ys = [torch.as_tensor(rng.integers(0, 2, n)) for n in (57, 56, 56)]
+    good = [logits_with_accuracy(y, rng.random(len(y)) < 0.9) for y in ys]
+    poor = [logits_with_accuracy(y, rng.random(len(y)) < 0.6) for y in ys]
+    a, b = search.Candidate("a", None, {}, 0), search.Candidate("b", None, {}, None)
+    for c, outs in ((a, good), (b, poor)):
+        c.seeds, c.scores, c.outputs, c.y_val = [1, 2, 3], [0.0] * 3, outs, ys
+    se = search.paired_se(a, b, "classification")
+    assert 0.0 < se < 0.1
