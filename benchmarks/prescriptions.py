@@ -105,12 +105,17 @@ def part_scaler() -> None:
 
 
 # ============================================================================ 2. rare class
-def cancer_rare(seed: int) -> pd.DataFrame:
-    frame = datasets.load_breast_cancer(as_frame=True).frame
+def _cut(load, rare: int, rows: int, seed: int) -> pd.DataFrame:
+    """scikit-learn's table `load` with class `rare` cut to `rows` rows drawn with `seed`."""
+    frame = load(as_frame=True).frame
     rng = np.random.default_rng(seed)
-    keep = np.concatenate([np.flatnonzero(frame.target == 1),
-                           rng.choice(np.flatnonzero(frame.target == 0), 18, replace=False)])
+    keep = np.concatenate([np.flatnonzero(frame.target != rare),
+                           rng.choice(np.flatnonzero(frame.target == rare), rows, replace=False)])
     return frame.iloc[keep].rename(columns={"target": "y"})
+
+
+def cancer_rare(seed: int) -> pd.DataFrame:
+    return _cut(datasets.load_breast_cancer, 0, 18, seed)
 
 
 def synthetic_rare(seed: int) -> pd.DataFrame:
@@ -125,27 +130,15 @@ def wine_rare(seed: int) -> pd.DataFrame:
 
 
 def digits_rare(seed: int) -> pd.DataFrame:
-    frame = datasets.load_digits(as_frame=True).frame
-    rng = np.random.default_rng(seed)
-    keep = np.concatenate([np.flatnonzero(frame.target != 3),
-                           rng.choice(np.flatnonzero(frame.target == 3), 15, replace=False)])
-    return frame.iloc[keep].rename(columns={"target": "y"})
+    return _cut(datasets.load_digits, 3, 15, seed)
 
 
 def iris_rare(seed: int) -> pd.DataFrame:
-    frame = datasets.load_iris(as_frame=True).frame
-    rng = np.random.default_rng(seed)
-    keep = np.concatenate([np.flatnonzero(frame.target != 2),
-                           rng.choice(np.flatnonzero(frame.target == 2), 10, replace=False)])
-    return frame.iloc[keep].rename(columns={"target": "y"})
+    return _cut(datasets.load_iris, 2, 10, seed)
 
 
 def benign_rare(seed: int) -> pd.DataFrame:
-    frame = datasets.load_breast_cancer(as_frame=True).frame
-    rng = np.random.default_rng(seed)
-    keep = np.concatenate([np.flatnonzero(frame.target == 0),
-                           rng.choice(np.flatnonzero(frame.target == 1), 15, replace=False)])
-    return frame.iloc[keep].rename(columns={"target": "y"})
+    return _cut(datasets.load_breast_cancer, 1, 15, seed)
 
 
 def synthetic_binary_rare(seed: int) -> pd.DataFrame:
@@ -155,11 +148,7 @@ def synthetic_binary_rare(seed: int) -> pd.DataFrame:
 
 
 def digits8_rare(seed: int) -> pd.DataFrame:
-    frame = datasets.load_digits(as_frame=True).frame
-    rng = np.random.default_rng(seed)
-    keep = np.concatenate([np.flatnonzero(frame.target != 8),
-                           rng.choice(np.flatnonzero(frame.target == 8), 12, replace=False)])
-    return frame.iloc[keep].rename(columns={"target": "y"})
+    return _cut(datasets.load_digits, 8, 12, seed)
 
 
 #: Session 4 chose among the first four tables; session 9's choice (logit adjustment without
