@@ -931,8 +931,9 @@ def cure_splits(table: Table, split: Split, seeds: list[int]) -> list[Split]:
     trains on the rest. The test rows are untouched. Disjoint folds show each row to
     validation at most once, so a rare class's few rows are each judged once rather than
     drawn again and again: on the eval's 1:20 table with 10 rare rows among 225, three
-    independent random train/validation splits gave the recipe as given 1.000 each time, while its four folds
-    gave 0.667 / 1.000 / 1.000 / 0.667 (it misses rare rows those splits never drew).
+    independent random train/validation splits gave the recipe as given 1.000 each time,
+    while its four folds gave 0.667 / 1.000 / 1.000 / 0.667 (it misses rare rows those splits
+    never drew).
     """
     import warnings
 
