@@ -174,6 +174,15 @@ def rare_recipes(base: Recipe) -> dict[str, Recipe]:
             "plain + wd": replace(base, weight_decay=1e-2)}
 
 
+def rare_draw(make, seed: int):
+    """One draw of a rare-class table: (table, the doctor's split, its default recipe)."""
+    frame = make(seed)
+    table = from_frame(frame, target=frame.columns[-1])
+    sp = split(table, seed=seed)
+    epochs, batch = default_budget(len(sp.train))
+    return table, sp, Recipe(epochs=epochs, batch_size=batch, early_stopping=10, seed=seed)
+
+
 def part_rare(draws: int) -> None:
     print(f"## 2. The loss, class weights and early stopping on rare classes ({draws} draws, test "
           "balanced accuracy; the difference to the session 4 prescription, class weights + weight "
@@ -184,11 +193,7 @@ def part_rare(draws: int) -> None:
     for name, make in RARE_TABLES.items():
         scores: dict[str, list[float]] = {}
         for seed in range(draws):
-            frame = make(seed)
-            table = from_frame(frame, target=frame.columns[-1])
-            sp = split(table, seed=seed)
-            epochs, batch = default_budget(len(sp.train))
-            base = Recipe(epochs=epochs, batch_size=batch, early_stopping=10, seed=seed)
+            table, sp, base = rare_draw(make, seed)
             for key, recipe in rare_recipes(base).items():
                 prepared = prepare(table, sp, recipe)
                 run = Trainer(recipe).fit(prepared)
@@ -252,11 +257,7 @@ def part_rare_check(draws: int) -> None:
         kept: dict[str, list[float]] = {"given": [], BEFORE: [], PRESCRIBED: [], "always": []}
         taken = {BEFORE: 0, PRESCRIBED: 0}
         for seed in range(draws):
-            frame = make(seed)
-            table = from_frame(frame, target=frame.columns[-1])
-            sp = split(table, seed=seed)
-            epochs, batch = default_budget(len(sp.train))
-            base = Recipe(epochs=epochs, batch_size=batch, early_stopping=10, seed=seed)
+            table, sp, base = rare_draw(make, seed)
             every = rare_recipes(base)
             configs = {"given": base, BEFORE: every[BEFORE], PRESCRIBED: every[PRESCRIBED]}
             test, val = {}, {}
