@@ -330,6 +330,8 @@ def trials_section(study: optuna.Study) -> list[dict]:
                 row[key] = tr.user_attrs[key]
         if tr.user_attrs.get("doctor:prescribed"):
             row["prescribed"] = True
+        if tr.user_attrs.get("doctor:competing"):
+            row["competing"] = tr.user_attrs["doctor:competing"]
         if tr.user_attrs.get("doctor:prior"):
             row["prior"] = tr.user_attrs["doctor:prior"]
         if tr.user_attrs.get("pruned_by"):
@@ -438,6 +440,13 @@ def dashboard_note(report: dict, prescription: dict) -> str:
     lines += ["", "## Prescription (enqueued as the first trial)", ""]
     lines += [f"- {_md(k)} = {_md_value(v)}" for k, v in prescription.items()] or \
         ["- nothing to prescribe"]
+    rivals = [t for t in report.get("trials") or [] if t.get("competing")]
+    if rivals:
+        lines += ["", "## Competing treatments (enqueued after the prescription)", ""]
+        for t in rivals:
+            swapped = {k: v for k, v in (t.get("params") or {}).items() if prescription.get(k) != v}
+            lines.append(f"- trial {t['number']}, {_md(t['competing'])}: " + ", ".join(
+                f"{_md(k)} = {_md_value(v)}" for k, v in swapped.items()))
     best = report.get("best") or {}
     if best:
         lines += ["", "## Treatment", ""]

@@ -72,6 +72,13 @@ class Remedy(abc.ABC):
         """Parameter values to try first for this diagnosis; {} when there is nothing to say."""
         return {}
 
+    def compete(self, diagnosis: Diagnosis) -> list[dict[str, Any]]:
+        """Other treatments of what this family prescribes, where the literature names more
+        than one first choice: each a full set of this family's parameters (as `prescribe`
+        gives), tried as its own enqueued trial, the prescription with this family's part
+        swapped for it (`search_spaces.competing`). [] when the prescription is the only one."""
+        return []
+
     def applicable(self, recipe: Recipe, diagnosis: Diagnosis | None) -> bool:
         """False when this family cannot apply to the problem (e.g. resampling a regression)."""
         return True

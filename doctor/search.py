@@ -414,15 +414,16 @@ def _protected(trial: optuna.Trial, value: float) -> bool:
 
 # ----------------------------------------------------------------------------- objective
 def _earlier_twin(trial: optuna.Trial) -> int | None:
-    """For a trial `enqueue_prescription` queued (the prescription or its prior): the number
-    of an earlier one, not FAIL, queued with the same mark and fixed parameters; else None.
+    """For a trial `enqueue_prescription` queued (the prescription, a competing treatment or
+    the prior): the number of an earlier one, not FAIL, queued with the same mark and fixed
+    parameters; else None.
 
     Workers that start on one study at the same moment each find no prescription in it and
     each queue one (`enqueue_prescription` reads, then writes; storages have no
     compare-and-set). The later of the twins steps aside when it starts, so the prescription
     runs once; the earlier never does, so one of them always runs.
     """
-    marks = ("doctor:prescribed", "doctor:prior")
+    marks = ("doctor:prescribed", "doctor:competing", "doctor:prior")
     mark = {k: trial.user_attrs.get(k) for k in marks}
     if not any(mark.values()):
         return None  # only what `enqueue_prescription` queues is deduplicated
@@ -789,6 +790,8 @@ def tune(table: Table, split: Split, recipe: Recipe, diagnosis: Diagnosis, *,
         prescription = search_spaces.prescription(diagnosis, remedies)
         enqueue_prescription(study, prescription)
         study.set_user_attr("doctor:prescription", json.dumps(prescription, default=str))
+        for family, params in search_spaces.competing(diagnosis, remedies, prescription):
+            enqueue_prescription(study, params, attrs={"doctor:competing": family})
         prior = search_spaces.regularised(diagnosis, remedies, prescription) if ENQUEUE_PRIOR else {}
         if prior:  # the second trial: the prescription, regularised (search_spaces.regularised)
             enqueue_prescription(study, prior, attrs={"doctor:prior": "regularised"})

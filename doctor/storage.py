@@ -139,8 +139,9 @@ class RetryStale:
                         trial.number, _ordinal(len(history)))
             return
         user: dict[str, Any] = {"doctor:retry_of": trial.number}
-        if trial.user_attrs.get("doctor:prescribed"):
-            user["doctor:prescribed"] = True
+        for mark in ("doctor:prescribed", "doctor:competing", "doctor:prior"):
+            if trial.user_attrs.get(mark):
+                user[mark] = trial.user_attrs[mark]
         study.add_trial(optuna.trial.create_trial(
             state=optuna.trial.TrialState.WAITING, params=trial.params,
             distributions=trial.distributions, user_attrs=user,

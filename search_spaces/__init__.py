@@ -161,6 +161,31 @@ def regularised(diagnosis: Diagnosis, remedies: list[Remedy], prescription: dict
     return params if changed else {}
 
 
+#: At most this many competing treatments are enqueued after the prescription (`competing`):
+#: each costs one trial of the budget that TPE would otherwise spend exploring.
+MAX_COMPETING = 2
+
+
+def competing(diagnosis: Diagnosis, remedies: list[Remedy],
+              prescription: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The trials to enqueue after the prescription when treatments compete, as (family,
+    parameters): for each family's `compete` alternative, the prescription with that family's
+    parameters replaced by it (the other families' prescribed changes stay). At most
+    `MAX_COMPETING`, in family order, none equal to the prescription or to one another."""
+    from search_spaces._common import settle
+
+    out: list[tuple[str, dict[str, Any]]] = []
+    for r in remedies:
+        for alternative in r.compete(diagnosis):
+            own = set(settle(r, r.keep(diagnosis.recipe), diagnosis.recipe, diagnosis))
+            own |= set(r.prescribe(diagnosis))
+            params = {k: v for k, v in prescription.items() if k not in own}
+            params.update(alternative)
+            if params != prescription and all(params != p for _, p in out):
+                out.append((r.name, params))
+    return out[:MAX_COMPETING]
+
+
 def _stage_rank(r: Remedy) -> tuple[int, str]:
     stage = getattr(r, "stage", STAGES[-1])
     return (STAGES.index(stage) if stage in STAGES else len(STAGES), r.name)

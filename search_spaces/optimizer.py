@@ -13,6 +13,7 @@ from doctor.recipe import OPTIMIZERS
 from doctor.remedy import Remedy
 from search_spaces._common import found
 from search_spaces._common import prescribe_changes
+from search_spaces._common import settle
 
 LR_SPAN = 100.0
 MAX_LR = 1.0
@@ -82,3 +83,14 @@ class Optimizer(Remedy):
         if lr != recipe.lr:
             changes["lr"] = float(min(high, max(low, lr)))
         return prescribe_changes(self, diagnosis, changes)
+
+    def compete(self, diagnosis):
+        """Plain SGD with a step too large (`LOWER_LR`): Adam at its default rate beside the
+        smaller step. AUTOTRAINER's repair of an oscillating, unstable run tries Adam at its
+        defaults first and a smaller learning rate second; the prescription keeps the user's
+        optimiser (the smaller change), so Adam competes with it as the second trial."""
+        recipe = diagnosis.recipe
+        if recipe.optimizer != "sgd" or not found(diagnosis, LOWER_LR):
+            return []
+        return [settle(self, {**self.keep(recipe), "optimizer": "adam", "lr": ADAM_LR},
+                       recipe, diagnosis)]

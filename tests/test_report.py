@@ -84,6 +84,7 @@ def full_record() -> dict:
                     "value": [0.7, 0.75, 0.85, None][i], "params": {"lr": 0.001 * (i + 1)},
                     "symptoms": ["overfitting"] if i < 2 else [], "reason": "diverged" if i == 3 else None}
                    for i in range(4)]
+    r["trials"][1]["competing"] = "optimizer"
     r["param_importances"] = {"dropout": 0.7, "lr": 0.3}
     r["traces"]["best"] = _trace(1.0)
     r["cure"] = [{"id": "overfitting", "status": "cured", "before": {"gap": 0.31}, "after": {}},
@@ -137,7 +138,19 @@ def test_full_record_renders_every_section_and_figure():
     assert html.index('id="fig-loss_curves"') > html.index('id="symptom-overfitting"')
     assert html.index('id="fig-class_counts"') > html.index('id="symptom-class_imbalance"')
     assert "No symptoms found" not in html
+    assert "competing: optimizer" in html  # the trial a competing treatment was enqueued as
     assert len(html) < 3_000_000
+
+
+def test_dashboard_note_lists_the_competing_treatments():
+    from doctor.pipeline import dashboard_note
+
+    rec = full_record()
+    note = dashboard_note(rec, rec["study"]["prescription"])
+    section = note.split("## Competing treatments")[1].split("##")[0]
+    assert "trial 1, optimizer: lr = 0.002" in section  # what it swapped in the prescription
+    rec["trials"][1].pop("competing")
+    assert "Competing" not in dashboard_note(rec, rec["study"]["prescription"])
 
 
 def test_user_data_is_escaped_and_nothing_is_fetched():

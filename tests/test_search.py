@@ -489,6 +489,52 @@ def test_guided_enqueues_the_prescription_then_its_prior_and_full_enqueues_nothi
     assert set(full.remedies) == {r.name for r in search_spaces.select(diagnosis, "full")}
 
 
+def test_a_diverging_sgd_recipe_gets_adam_as_the_competing_treatment():
+    from doctor.checks import Symptom
+    from doctor.diagnosis import Diagnosis
+    from doctor.recipe import Recipe
+
+    recipe = Recipe(optimizer="sgd", lr=25.0)
+    diverging = Diagnosis([Symptom("loss_divergence", 0.9, "nan loss")], recipe, "classification", 2)
+    remedies = search_spaces.select(diverging, "guided")
+    rx = search_spaces.prescription(diverging, remedies)
+    assert (rx["optimizer"], rx["lr"]) == ("sgd", 0.01)  # the smaller step, the user's optimiser
+    (family, rival), = search_spaces.competing(diverging, remedies, rx)
+    assert family == "optimizer" and (rival["optimizer"], rival["lr"]) == ("adam", 1e-3)
+    assert "momentum" not in rival  # Adam asks for none: the SGD parameter is settled away
+    others = {k: v for k, v in rx.items() if k not in ("optimizer", "lr", "momentum")}
+    assert {k: rival[k] for k in others} == others  # every other prescribed change stays
+    assert search_spaces.build_recipe(optuna.trial.FixedTrial(rival), recipe, diverging,
+                                      remedies).optimizer == "adam"
+    # nothing competes where the literature names one first choice
+    adam = Diagnosis([Symptom("loss_divergence", 0.9, "nan loss")],
+                     Recipe(optimizer="adam", lr=0.5), "classification", 2)
+    assert search_spaces.competing(adam, remedies, search_spaces.prescription(adam, remedies)) == []
+    slow = Diagnosis([Symptom("slow_convergence", 0.7, "slow")], Recipe(optimizer="sgd", lr=1e-6),
+                     "classification", 2)
+    assert search_spaces.competing(slow, remedies, search_spaces.prescription(slow, remedies)) == []
+
+
+def test_guided_enqueues_the_competing_treatment_second(small):
+    from doctor.checks import Symptom
+
+    case, diagnosis, _, _ = small
+    recipe = replace(case.recipe, optimizer="sgd", lr=25.0)
+    sick = replace(diagnosis, recipe=recipe,
+                   symptoms=[Symptom("loss_divergence", 0.9, "nan loss")])
+    res = search.tune(case.table, case.split, recipe, sick, storage=None, study_name="c",
+                      trials=3, device="cpu")
+    first, second, third = res.study.trials
+    assert first.user_attrs.get("doctor:prescribed") is True and first.params["optimizer"] == "sgd"
+    assert second.user_attrs.get("doctor:competing") == "optimizer"
+    assert (second.params["optimizer"], second.params["lr"]) == ("adam", 1e-3)
+    assert not second.user_attrs.get("doctor:prescribed")  # a rival, judged like any trial
+    assert not third.user_attrs.get("doctor:competing")  # then the sampler's own draws
+    from doctor.pipeline import trials_section
+
+    assert [r.get("competing") for r in trials_section(res.study)] == [None, "optimizer", None]
+
+
 def test_cure_splits_validate_each_row_at_most_once_and_keep_the_test_rows():
     from doctor.data import Split
     from doctor.data import from_frame
