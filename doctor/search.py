@@ -785,19 +785,22 @@ def tune(table: Table, split: Split, recipe: Recipe, diagnosis: Diagnosis, *,
             log.warning("study '%s': trial(s) %s had been abandoned by workers that stopped; "
                         "marked failed, their parameters queued again",
                         study_name, ", ".join(map(str, failed)))
+    todo = trials - n_finished(study) if resume else trials
     prescription: dict[str, Any] = {}
     if space == "guided":
         prescription = search_spaces.prescription(diagnosis, remedies)
         enqueue_prescription(study, prescription)
         study.set_user_attr("doctor:prescription", json.dumps(prescription, default=str))
-        for family, params in search_spaces.competing(diagnosis, remedies, prescription):
+        # competing treatments only as far as this call's budget reaches, so that none is
+        # left waiting in the study
+        rivals = search_spaces.competing(diagnosis, remedies, prescription)
+        for family, params in rivals[:max(0, todo - 1)]:
             enqueue_prescription(study, params, attrs={"doctor:competing": family})
         prior = search_spaces.regularised(diagnosis, remedies, prescription) if ENQUEUE_PRIOR else {}
-        if prior:  # the second trial: the prescription, regularised (search_spaces.regularised)
+        if prior:  # then the prescription, regularised (search_spaces.regularised)
             enqueue_prescription(study, prior, attrs={"doctor:prior": "regularised"})
     study.set_user_attr("doctor:space", space)
     study.set_user_attr("doctor:remedies", [r.name for r in remedies])
-    todo = trials - n_finished(study) if resume else trials
     if resume and todo <= 0:
         log.info("study '%s' has %d trial(s) with a result already; nothing to run for --trials %d",
                  study_name, n_finished(study), trials)

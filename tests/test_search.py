@@ -533,6 +533,9 @@ def test_guided_enqueues_the_competing_treatment_second(small):
     from doctor.pipeline import trials_section
 
     assert [r.get("competing") for r in trials_section(res.study)] == [None, "optimizer", None]
+    one = search.tune(case.table, case.split, recipe, sick, storage=None, study_name="one",
+                      trials=1, device="cpu")
+    assert [t.state.name for t in one.study.trials] == ["COMPLETE"]  # no rival left waiting
 
 
 def test_cure_splits_validate_each_row_at_most_once_and_keep_the_test_rows():
