@@ -29,6 +29,7 @@ from doctor.calibration import reliability_bins
 from doctor.calibration import MIN_NLL_GAIN
 from doctor.calibration import temperature_scaling
 from doctor.checks import Evidence
+from doctor.checks.data import learning_curve
 from doctor.checks.model import model_checks
 from doctor.checks.training import link_causes
 from doctor.checks.training import training_checks
@@ -81,7 +82,7 @@ def profile_section(diagnosis: Diagnosis, case: Case) -> dict[str, Any]:
     extras = getattr(p, "extras", None) or {}
     ref = extras.get("reference") if isinstance(extras, dict) else None
     if isinstance(ref, dict):
-        out["learning_curve"] = ref.get("curve", [])
+        out["learning_curve"] = learning_curve(p)  # measured now if no check needed it
         out["reference"] = {"score": ref.get("score"), "model": ref.get("model")}
     elif p is not None and p.reference is not None:
         out["reference"] = {"score": p.reference}

@@ -25,8 +25,10 @@ from doctor.checks.data import Outliers
 from doctor.checks.data import TargetLeakage
 from doctor.checks.data import UnscaledFeatures
 from doctor.checks.data import data_checks
+from doctor.checks.data import learning_curve
 from doctor.checks.data import profile_data
 from doctor.checks.data import reference_score
+from doctor.checks.data import _yj
 from doctor.data import from_frame
 from doctor.data import split
 
@@ -130,6 +132,17 @@ def test_profile_data_fills_reference_and_noisy_rows():
     assert p.reference == pytest.approx(p.extras["reference"]["score"])
     assert p.noisy_rows and max(p.noisy_rows) < len(sp.train) and min(p.noisy_rows) >= 0
     assert len(set(p.noisy_rows)) == len(p.noisy_rows)
+
+
+def test_yeo_johnson_grid_matches_scipy():
+    from scipy.stats import yeojohnson
+
+    z = np.array([-3.0, -1.0, -0.2, 0.0, 0.4, 2.0, 7.5])
+    lams = np.array([-3.0, -0.5, 0.0, 0.7, 1.0, 2.0, 3.5])
+    grid = _yj(z, lams)
+    assert grid.shape == (len(lams), len(z))
+    for row, lam in zip(grid, lams):
+        np.testing.assert_allclose(row, yeojohnson(z, lmbda=lam), rtol=1e-12, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------- missing_values
@@ -410,6 +423,27 @@ def test_limited_data_counts_from_the_better_model_at_half_size():
     assert other["model"] != ref["model"]
     assert loose[0].evidence["reference_curve"]["best_at_half"]["score"] >= ref["curve"][1]["score"] - 1e-4
     assert LimitedData().run(ev) == []
+
+
+def test_the_learning_curve_is_measured_only_as_far_as_a_check_needs_it():
+    # A near-perfect reference (normalised >= max_reference): limited_data decides without a
+    # curve, so none is fitted; the report asks for it later and gets the same numbers that
+    # reference_score measures in one go.
+    X, y = datasets.make_classification(600, 6, n_informative=4, class_sep=2.0, random_state=0)
+    t = from_frame(frame(X, y))
+    sp = split(t)
+    ev = Evidence(profile=profile_data(t, sp))
+    ref = ev.profile.extras["reference"]
+    assert ref["normalised"] >= LimitedData().max_reference
+    assert LimitedData().run(ev) == [] and not ref.get("curve_points")
+    assert learning_curve(ev.profile) == reference_score(t, sp)["curve"]
+    # A harder table: the check needs the half-size point only (it does not fire, so the
+    # 25 % point, read by the evidence and the plot alone, waits).
+    X, y = datasets.make_classification(600, 6, n_informative=4, n_classes=3, random_state=0)
+    ev = full(frame(X, y))
+    assert LimitedData().run(ev) == []
+    assert sorted(ev.profile.extras["reference"]["curve_points"]) == [0.5, 1.0]
+    assert [c["fraction"] for c in learning_curve(ev.profile)] == [0.25, 0.5, 1.0]
 
 
 def test_limited_data_silent_on_large_easy_data():

@@ -36,6 +36,8 @@ def test_diagnose_writes_a_report(cli, blobs_csv):
     assert report["data"]["rows"] == 300 and report["data"]["target"] == "label"
     assert report["data"]["task"] == "classification" and report["data"]["classes"] == [0, 1]
     assert isinstance(report["symptoms"], list)
+    # the reference's learning curve is measured for the report even where no check needed it
+    assert [c["fraction"] for c in report["profile"]["learning_curve"]] == [0.25, 0.5, 1.0]
     assert Path("d/report.html").exists()
 
 
@@ -49,6 +51,7 @@ def test_fit_predict_and_resume(cli, blobs_csv):
     assert report["study"]["trials"] == 3
     assert "balanced_accuracy" in report["baseline"]["metrics"]
     assert "accuracy" in report["best"]["metrics"]
+    assert [c["fraction"] for c in report["profile"]["learning_curve"]] == [0.25, 0.5, 1.0]
     assert set(report["explanations"]["global_importance"]) == {f"f{i}" for i in range(6)}
     new = blobs_frame(40, seed=9).drop(columns="label")
     new.to_csv("new.csv", index=False)

@@ -244,7 +244,7 @@ def _score(y: np.ndarray, out: np.ndarray, task: str) -> float:
 
 
 # ============================================================================ reference score
-def reference_score(table: Table, split: Split, *, seed: int = 0) -> dict:
+def reference_score(table: Table, split: Split, *, seed: int = 0, curve: bool = True) -> dict:
     """Cross-validated score of a well-configured classical model on the training rows.
 
     Classification: the better (balanced accuracy) of median imputation + scaling + one-hot →
@@ -253,13 +253,17 @@ def reference_score(table: Table, split: Split, *, seed: int = 0) -> dict:
     `MAX_REFERENCE_ROWS` training rows.
 
     Returns {"score", "model", "oof_proba" (classification: out-of-fold probabilities over
-    `rows`, columns in class-index order), "curve" ([{"fraction", "rows", "score",
-    "fold_scores"}] at 25/50/100 % of each fold's training part, same model, same held-out
-    folds), "rows" (positions into split.train that were used), "fold_scores", "scores" (both
-    models), "chance", "normalised", "subsampled", "n_train"}.
+    `rows`, columns in class-index order), "rows" (positions into split.train that were
+    used), "fold_scores", "scores" (both models), "chance", "normalised", "subsampled",
+    "n_train"} and, with `curve` (else later, by `add_learning_curve`), "curve" ([{"fraction",
+    "rows", "score", "fold_scores"}] at 25/50/100 % of each fold's training part, same model,
+    same held-out folds) and "curve_row_loss".
     """
     with threadpool_limits(limits=N_THREADS):
-        return _reference_score(table, split, seed)
+        ref = _reference_score(table, split, seed)
+        if curve:
+            add_learning_curve(ref, table, split, seed)
+        return ref
 
 
 def _reference_score(table: Table, split: Split, seed: int) -> dict:
@@ -286,33 +290,53 @@ def _reference_score(table: Table, split: Split, seed: int) -> dict:
     best = max(results, key=lambda n: (results[n][0] if math.isfinite(results[n][0]) else -np.inf,
                                        n == "linear"))
     score, fold_scores, oof = results[best]
-
-    def row_loss(pred: np.ndarray) -> np.ndarray:
-        # Per-row loss for paired tests between curve points: 0/1 error or squared error.
-        return (pred.argmax(1) != y).astype(float) if clf else (pred - y) ** 2
-
-    curve, curve_loss = [], {}
-    for f in CURVE_FRACTIONS:
-        if f == 1.0:
-            fs, n_fit = fold_scores, np.mean([len(tr) for tr, _ in folds])
-            curve_loss[f] = row_loss(oof)
-        else:
-            # The half-size point decides limited_data, so it averages CURVE_DRAWS subsamples
-            # (one unlucky subsample must not make the full size look like a big step).
-            fs, n_fit, curve_loss[f] = _curve_point(best, table, seed, X, y, folds, f,
-                                                    CURVE_DRAWS if f == 0.5 else 1)
-        curve.append({"fraction": f, "rows": int(round(n_fit)),
-                      "score": float(np.nanmean(fs)), "fold_scores": [float(s) for s in fs]})
-
     return {"score": score, "model": _model_label(best, table.task),
             "oof_proba": oof if clf else None,
             "oof_pred": None if clf else oof,
-            "curve": curve, "curve_row_loss": curve_loss,
             "rows": pos, "fold_scores": [float(s) for s in fold_scores],
             "scores": {_model_label(n, table.task): results[n][0] for n in results},
             "chance": _chance(table), "normalised": _normalise(score, table),
             "subsampled": len(pos) < len(train), "n_train": int(len(train)),
             "best": best}
+
+
+def add_learning_curve(ref: dict, table: Table, split: Split, seed: int,
+                       fractions: tuple[float, ...] = CURVE_FRACTIONS) -> dict:
+    """Fill `ref` (from `_reference_score`) with the chosen model's learning curve at
+    `fractions` of each fold's training part, each point measured once: "curve_row_loss"
+    ({fraction: per-row 0/1 error or squared error}, for paired tests between points) and,
+    once every point of `CURVE_FRACTIONS` is there, "curve". Returns `ref`.
+
+    The points below 100 % are 15 more fits of the chosen model (one draw at 25 %, two at
+    50 %), and only `LimitedData` (the 50 % point, where the reference is not already
+    near-perfect; the whole curve for its evidence when it fires) and the report's plot read
+    them, so the diagnosis measures what that check needs, and the report the rest when it
+    is written (after the search).
+    """
+    points, losses = ref.setdefault("curve_points", {}), ref.setdefault("curve_row_loss", {})
+    missing = [f for f in fractions if f not in points]
+    if missing:
+        rows = np.asarray(split.train)[np.asarray(ref["rows"])]
+        X, y = _model_frame(table, rows), table.y_codes()[rows]
+        folds = _folds(y, table.task, seed)  # the reference's own folds (the same draw)
+        clf = table.task == "classification"
+        with threadpool_limits(limits=N_THREADS):
+            for f in missing:
+                if f == 1.0:
+                    oof = ref["oof_proba"] if clf else ref["oof_pred"]
+                    fs, n_fit = ref["fold_scores"], np.mean([len(tr) for tr, _ in folds])
+                    losses[f] = (oof.argmax(1) != y).astype(float) if clf else (oof - y) ** 2
+                else:
+                    # The half-size point decides limited_data, so it averages CURVE_DRAWS
+                    # subsamples (one unlucky subsample must not make the full size look like
+                    # a big step).
+                    fs, n_fit, losses[f] = _curve_point(ref["best"], table, seed, X, y, folds, f,
+                                                        CURVE_DRAWS if f == 0.5 else 1)
+                points[f] = {"fraction": f, "rows": int(round(n_fit)),
+                             "score": float(np.nanmean(fs)), "fold_scores": [float(v) for v in fs]}
+    if all(f in points for f in CURVE_FRACTIONS):
+        ref["curve"] = [points[f] for f in CURVE_FRACTIONS]
+    return ref
 
 
 def _curve_point(name: str, table: Table, seed: int, X: pd.DataFrame, y: np.ndarray,
@@ -569,11 +593,20 @@ def _cached(profile: DataProfile, key: str, fn: Callable[[DataProfile], Any]) ->
 
 
 def _reference(profile: DataProfile) -> dict:
+    """The reference's cross-validated fits (`reference_score` without its curve)."""
     def compute(p: DataProfile) -> dict:
-        ref = reference_score(p.table, p.split, seed=p.extras.get("seed", 0))
+        ref = reference_score(p.table, p.split, seed=p.extras.get("seed", 0), curve=False)
         p.reference = ref["score"]
         return ref
     return _cached(profile, "reference", compute)
+
+
+def learning_curve(profile: DataProfile) -> list[dict]:
+    """The reference model's learning curve ([{"fraction", "rows", "score", "fold_scores"}]),
+    measured the first time it is asked for (`add_learning_curve`)."""
+    ref = _reference(profile)
+    return add_learning_curve(ref, profile.table, profile.split,
+                              profile.extras.get("seed", 0))["curve"]
 
 
 def _label_issues(profile: DataProfile) -> dict:
@@ -744,7 +777,8 @@ def _single_feature(profile: DataProfile) -> dict:
 def profile_data(table: Table, split: Split, *, seed: int = 0,
                  recipe: Any = None) -> DataProfile:
     """Compute once what the data checks need: the reference score (with its out-of-fold
-    probabilities and learning curve), confident-learning label issues, single-feature scores.
+    probabilities), confident-learning label issues, single-feature scores. The reference's
+    learning curve is measured when first asked for (`learning_curve`).
 
     `profile.reference` is the reference's cross-validated score (balanced accuracy or R²);
     `profile.noisy_rows` the positions into `split.train` that confident learning flags (ranked,
@@ -800,14 +834,18 @@ _LEVELS = np.array([0.1, 0.25, 0.5, 0.75, 0.9])
 _LAMBDAS = np.linspace(-3.0, 5.0, 161)
 
 
-def _yj(z: np.ndarray, lam: float) -> np.ndarray:
-    z = np.asarray(z, dtype=float)
-    out = np.empty_like(z)
+def _yj(z: np.ndarray, lams: np.ndarray) -> np.ndarray:
+    """The Yeo-Johnson transform of `z` at each power in `lams`: one row per power."""
+    z = np.asarray(z, dtype=float)[None, :]
+    lam = np.asarray(lams, dtype=float)[:, None]
     pos = z >= 0
-    out[pos] = np.log1p(z[pos]) if abs(lam) < 1e-9 else ((z[pos] + 1) ** lam - 1) / lam
+    zp, zn = np.where(pos, z, 0.0), np.where(pos, 0.0, z)
     m = 2.0 - lam
-    out[~pos] = -np.log1p(-z[~pos]) if abs(m) < 1e-9 else -((1 - z[~pos]) ** m - 1) / m
-    return out
+    at0, at2 = np.abs(lam) < 1e-9, np.abs(m) < 1e-9
+    with np.errstate(all="ignore"):  # the branch not taken may overflow; np.where drops it
+        up = np.where(at0, np.log1p(zp), ((zp + 1) ** lam - 1) / np.where(at0, 1.0, lam))
+        down = np.where(at2, -np.log1p(-zn), -((1 - zn) ** m - 1) / np.where(at2, 1.0, m))
+    return np.where(pos, up, down)
 
 
 def _yj_inv(t: float, lam: float) -> float:
@@ -838,15 +876,17 @@ def _far_fences(x: np.ndarray, k: float) -> tuple[float, float, float] | None:
         # whose other values are a second component, not a tail; no fence can be defined.
         return None
     zq = (q - med) / s
-    best, best_lam = math.inf, 1.0
-    for lam in _LAMBDAS:
-        t = _yj(zq, lam)
-        # Squared quantile skewness at the 10/90 and 25/75 % pairs.
-        loss = sum(((t[4 - i] - t[2]) - (t[2] - t[i])) ** 2 / (t[4 - i] - t[i]) ** 2
-                   for i in (0, 1))
-        if loss < best - 1e-12 or (abs(loss - best) <= 1e-12 and abs(lam - 1) < abs(best_lam - 1)):
-            best, best_lam = loss, lam
-    t = _yj(zq, best_lam)
+    t = _yj(zq, _LAMBDAS)  # every power at once (one row each)
+    mid = t[:, 2]
+    # Squared quantile skewness at the 10/90 and 25/75 % pairs.
+    loss = sum(((t[:, 4 - i] - mid) - (mid - t[:, i])) ** 2 / (t[:, 4 - i] - t[:, i]) ** 2
+               for i in (0, 1))
+    best, best_lam, best_t = math.inf, 1.0, None
+    for row, value, lam in zip(t, loss.tolist(), _LAMBDAS.tolist()):
+        # the lowest skewness; between ties, the power nearest 1 (no transform)
+        if value < best - 1e-12 or (abs(value - best) <= 1e-12 and abs(lam - 1) < abs(best_lam - 1)):
+            best, best_lam, best_t = value, lam, row
+    t = best_t if best_t is not None else _yj(zq, [1.0])[0]
     iqr = t[3] - t[1]
     lo = med + _yj_inv(t[1] - k * iqr, best_lam) * s
     hi = med + _yj_inv(t[3] + k * iqr, best_lam) * s
@@ -1535,6 +1575,7 @@ class LimitedData(Check):
         gain = main["gain"]
         sev = min(1.0, 0.3 + 0.7 * (gain - self.min_gain) / 0.2)
         ref = _reference(p)
+        curve = learning_curve(p)
         by = [r["curve_of"] for r in fired]
         parts = []
         if "network" in by:
@@ -1542,7 +1583,7 @@ class LimitedData(Check):
                          f"{network['score_half']:.3f} with {network['rows_half']} rows and "
                          f"{network['score_full']:.3f} with {network['rows_full']}")
         if "reference" in by:
-            pts = ", ".join(f"{c['rows']} rows → {c['score']:.3f}" for c in ref["curve"])
+            pts = ", ".join(f"{c['rows']} rows → {c['score']:.3f}" for c in curve)
             parts.append(f"the reference {ref['model'].replace('_', ' ')} still improves clearly "
                          f"({pts})")
         return [Symptom(
@@ -1554,7 +1595,7 @@ class LimitedData(Check):
              "reference_normalised": _r(ref["normalised"]), "max_reference": self.max_reference,
              "alpha": self.alpha, "alpha_per_test": alpha,
              "curve": [{"fraction": c["fraction"], "rows": c["rows"], "score": _r(c["score"])}
-                       for c in ref["curve"]],
+                       for c in curve],
              "reference_model": ref["model"],
              "reference_curve": _brief_route(classical),
              "network_curve": ({"measured": True, **_brief_route(network)} if network is not None
@@ -1594,12 +1635,13 @@ class LimitedData(Check):
         if ref.get("subsampled"):
             # The curve describes a subsample; the full table already has many more rows.
             return None
-        curve = {c["fraction"]: c for c in ref["curve"]}
-        if 0.5 not in curve or 1.0 not in curve:
-            return None
+        if float(ref["normalised"]) >= self.max_reference:
+            return None  # (decided before the curve is measured: it could not change this)
+        add_learning_curve(ref, t, p.split, p.extras.get("seed", 0), (0.5, 1.0))
+        curve = ref["curve_points"]
         scale = 1.0 - _chance(t)
         gain = float((curve[1.0]["score"] - curve[0.5]["score"]) / scale)
-        if not gain >= self.min_gain or float(ref["normalised"]) >= self.max_reference:
+        if not gain >= self.min_gain:
             return None
         half, full = ref["curve_row_loss"][0.5], ref["curve_row_loss"][1.0]
         # The chosen model is the better one on all the rows; at half the rows the other may
