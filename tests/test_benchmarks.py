@@ -1,0 +1,60 @@
+"""The repair benchmark's summary arithmetic (benchmarks/repair.py), on hand-made rows whose
+answers are known: the README quotes these lines, so a slip in them would misreport."""
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def repair():
+    spec = importlib.util.spec_from_file_location("repair_bench", ROOT / "benchmarks" / "repair.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def _side(to_tol: tuple[int, float] | None, best: float, test: float, seconds: float) -> dict:
+    return {"best": best, "test": test, "seconds": seconds, "trials": 20,
+            "to_ref": to_tol, "to_ref_tol": to_tol, "prescribed": best, "prior": None,
+            "pruned": 0, "pruned_sick": 0, "failed": 0, "remedies": [],
+            "runs": [{"best": best, "test": test}]}
+
+
+def _row(name: str, diag: float, guided: float, full: float) -> dict:
+    return {"scenario": name, "task": "classification", "reference_val": 0.9, "baseline_val": 0.5,
+            "diagnosis_s": diag, "symptoms": [],
+            "guided": _side((1, guided), 0.95, 0.94, 10.0),
+            "full": _side((3, full), 0.95, 0.94, 30.0)}
+
+
+def test_the_time_ratios_count_the_diagnosis_as_each_comparison_says(repair):
+    # per scenario (guided, full, diagnosis) seconds → ratios without / with the diagnosis
+    # on guided only / on both sides:
+    #   a: 1, 4, 1 → 0.25, 0.50, 0.40;  b: 2, 2, 2 → 1.00, 2.00, 1.00;  c: 1, 10, 1 → 0.10, 0.20, 0.18
+    rows = [_row("a", 1.0, 1.0, 4.0), _row("b", 2.0, 2.0, 2.0), _row("c", 1.0, 1.0, 10.0)]
+    text = repair.print_guided(rows, trials=20)
+    plain = re.search(r"search seconds is ([\d.]+); counting the diagnosis the guided search "
+                      r"needs first, ([\d.]+) \(medians of seconds with it: guided ([\d.]+), "
+                      r"full ([\d.]+)\)", text)
+    assert plain and plain.groups() == ("0.25", "0.50", "2.0", "4.0")
+    both = re.search(r"both diagnose before they search\), the median ratio is ([\d.]+) "
+                     r"\(medians of seconds: guided ([\d.]+), full ([\d.]+)\)", text)
+    assert both and both.groups() == ("0.40", "2.0", "5.0")
+
+
+def test_reach_is_the_first_trial_at_the_target(repair):
+    curve = [(0.5, 0.2), (1.0, 0.86), (2.5, 0.88), (4.0, 0.95)]
+    assert repair._reach(curve, 0.87) == (3, 2.5)
+    assert repair._reach(curve, 0.86) == (2, 1.0)
+    assert repair._reach(curve, 0.99) is None
