@@ -2,7 +2,7 @@
 
     python benchmarks/repair.py [--part repair,guided,peer] [--quick] [--only NAME,...]
                                 [--trials 20] [--budget SECONDS] [--cli] [--json OUT]
-                                [--pruner median|hyperband] [--spaces guided,full] [--prior]
+                                [--pruner median|hyperband] [--spaces guided,full] [--prior] [--widen]
                                 [--search-seeds 3]
     python benchmarks/repair.py --replot OUT.json     # the tables of an earlier run again
 
@@ -36,8 +36,9 @@ small subset in a few minutes):
    maximum over noisy trials and flatters the larger space), and the trials pruned as sick.
    An untimed warm-up (`_warm_up`) runs first, so the first scenario's clock does not hold
    the process's one-time import costs (since session 9). `--spaces guided`
-   runs one space only and `--pruner` / `--prior` switch the pruner and the regularised prior
-   trial, which is how those choices were measured.
+   runs one space only and `--pruner` / `--prior` / `--widen` switch the pruner, the
+   regularised prior trial and the widening of a stalled guided search
+   (`doctor.search.WIDEN`), which is how those choices were measured.
 3. **peer** — the doctor against FLAML on real tables of a few thousand rows or more that ship
    inside PyPI packages (the `bench` extra of pyproject.toml). Each table is split 80/20 here;
    the doctor (its default recipe, `--timeout T` for its search, unlimited trials) and FLAML
@@ -682,6 +683,9 @@ def part_guided(scenarios: list[Scenario], *, trials: int,
                     "pruned_sick": sum(t.user_attrs.get("pruned_by") == "diagnosis"
                                        for t in res.study.trials),
                     "failed": sum(s[2] == "FAIL" for s in stamps),
+                    "widened": sum(bool(t.user_attrs.get("doctor:widened")) for t in res.study.trials),
+                    "best_widened": bool(res.best_trial is not None and res.study.trials[
+                        res.best_trial].user_attrs.get("doctor:widened")),
                     "best_params": res.best_params, "remedies": res.remedies})
             row[space] = _over_seeds(runs)
         rows.append(row)
@@ -1078,6 +1082,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prior", action="store_true",
                     help="guided searches also enqueue the prescription regularised as their "
                          "second trial (doctor.search.ENQUEUE_PRIOR, off by default)")
+    ap.add_argument("--widen", action="store_true",
+                    help="a stalled guided search widens to every family in the second half of "
+                         "its budget (doctor.search.WIDEN; off by default, not adopted in "
+                         "session 12)")
     ap.add_argument("--spaces", default="guided,full",
                     help="part 2: which spaces to run (default guided,full; 'guided' alone for "
                          "a pruner comparison)")
@@ -1110,6 +1118,8 @@ def main(argv: list[str] | None = None) -> int:
         doctor.search.PRUNER = args.pruner
     if args.prior:
         doctor.search.ENQUEUE_PRIOR = True
+    if args.widen:
+        doctor.search.WIDEN = True
     spaces = tuple(x.strip() for x in args.spaces.split(",") if x.strip())
     if not spaces or set(spaces) - {"guided", "full"}:
         ap.error(f"--spaces must name guided and/or full, got {args.spaces!r}")

@@ -41,6 +41,7 @@ from doctor.robustness import curve_eps
 from doctor.robustness import robust_curve
 from doctor.storage import mask
 from doctor.trainer import Run
+from doctor.search import WIDEN_STALL
 from doctor.search import tune
 from doctor.search import verify_cure
 
@@ -335,6 +336,8 @@ def trials_section(study: optuna.Study) -> list[dict]:
             row["competing"] = tr.user_attrs["doctor:competing"]
         if tr.user_attrs.get("doctor:prior"):
             row["prior"] = tr.user_attrs["doctor:prior"]
+        if tr.user_attrs.get("doctor:widened"):
+            row["widened"] = True
         if tr.user_attrs.get("pruned_by"):
             row["pruned_by"] = tr.user_attrs["pruned_by"]
         rows.append(row)
@@ -448,6 +451,12 @@ def dashboard_note(report: dict, prescription: dict) -> str:
             swapped = {k: v for k, v in (t.get("params") or {}).items() if prescription.get(k) != v}
             lines.append(f"- trial {t['number']}, {_md(t['competing'])}: " + ", ".join(
                 f"{_md(k)} = {_md_value(v)}" for k, v in swapped.items()))
+    widened = [t["number"] for t in report.get("trials") or [] if t.get("widened")]
+    if widened:
+        lines += ["", "## Widened to every family", "",
+                  f"The search's best had not improved for {WIDEN_STALL} trials in the second half of the "
+                  "budget, so trial(s) " + ", ".join(map(str, widened)) + " also drew the families "
+                  "the diagnosis did not call for."]
     best = report.get("best") or {}
     if best:
         lines += ["", "## Treatment", ""]

@@ -139,7 +139,7 @@ class RetryStale:
                         trial.number, _ordinal(len(history)))
             return
         user: dict[str, Any] = {"doctor:retry_of": trial.number}
-        for mark in ("doctor:prescribed", "doctor:competing", "doctor:prior"):
+        for mark in ("doctor:prescribed", "doctor:competing", "doctor:prior", "doctor:widened"):
             if trial.user_attrs.get(mark):
                 user[mark] = trial.user_attrs[mark]
         study.add_trial(optuna.trial.create_trial(

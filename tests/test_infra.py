@@ -200,6 +200,7 @@ def test_resume_fails_trials_of_dead_local_workers_only(kind):
             if who == "dead":
                 rec.update(pid=_dead_pid(), start=None)
                 t.set_user_attr("doctor:competing", "optimizer")  # an enqueued rival's mark
+                t.set_user_attr("doctor:widened", True)  # a widened trial's (search.WIDEN)
             elif who == "live":
                 rec.update(pid=live.pid, start=None)
             elif who == "other-host":
@@ -221,8 +222,8 @@ def test_resume_fails_trials_of_dead_local_workers_only(kind):
         assert by_number[trials[who]].state == TrialState.RUNNING, who
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert len(waiting) == 1 and waiting[0].params == dead.params
-    assert waiting[0].user_attrs == {"doctor:retry_of": dead.number,
-                                     "doctor:competing": "optimizer"}  # the retry keeps it
+    assert waiting[0].user_attrs == {"doctor:retry_of": dead.number, "doctor:widened": True,
+                                     "doctor:competing": "optimizer"}  # the retry keeps them
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")

@@ -85,6 +85,7 @@ def full_record() -> dict:
                     "symptoms": ["overfitting"] if i < 2 else [], "reason": "diverged" if i == 3 else None}
                    for i in range(4)]
     r["trials"][1]["competing"] = "optimizer"
+    r["trials"][2]["widened"] = True
     r["param_importances"] = {"dropout": 0.7, "lr": 0.3}
     r["traces"]["best"] = _trace(1.0)
     r["cure"] = [{"id": "overfitting", "status": "cured", "before": {"gap": 0.31}, "after": {}},
@@ -139,6 +140,7 @@ def test_full_record_renders_every_section_and_figure():
     assert html.index('id="fig-class_counts"') > html.index('id="symptom-class_imbalance"')
     assert "No symptoms found" not in html
     assert "competing: optimizer" in html  # the trial a competing treatment was enqueued as
+    assert '<span class="tag">widened</span>' in html  # a trial of the widened search
     assert len(html) < 3_000_000
 
 
@@ -151,6 +153,16 @@ def test_dashboard_note_lists_the_competing_treatments():
     assert "trial 1, optimizer: lr = 0.002" in section  # what it swapped in the prescription
     rec["trials"][1].pop("competing")
     assert "Competing" not in dashboard_note(rec, rec["study"]["prescription"])
+
+
+def test_dashboard_note_says_which_trials_the_search_widened():
+    from doctor.pipeline import dashboard_note
+
+    rec = full_record()
+    section = dashboard_note(rec, rec["study"]["prescription"]).split("## Widened")[1].split("##")[0]
+    assert "trial(s) 2 also drew" in section
+    rec["trials"][2].pop("widened")
+    assert "Widened" not in dashboard_note(rec, rec["study"]["prescription"])
 
 
 def test_user_data_is_escaped_and_nothing_is_fetched():

@@ -489,6 +489,58 @@ def test_guided_enqueues_the_prescription_then_its_prior_and_full_enqueues_nothi
     assert set(full.remedies) == {r.name for r in search_spaces.select(diagnosis, "full")}
 
 
+def test_stalled_counts_the_finished_trials_after_the_best():
+    study = optuna.create_study(direction="maximize")
+    for value in (0.5, 0.9, 0.7):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED))
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))  # not finished: not counted
+    assert search._stalled(study, 2) and not search._stalled(study, 3)
+    study.add_trial(optuna.trial.create_trial(value=0.95))  # a new best: the stall starts over
+    assert not search._stalled(study, 1)
+    assert not search._stalled(optuna.create_study(), 1)  # nothing scored yet
+
+
+def test_a_stalled_guided_search_widens_to_every_family_and_replays_its_trials(small, monkeypatch):
+    case, diagnosis, _, _ = small
+    monkeypatch.setattr(search, "WIDEN", True)
+    monkeypatch.setattr(search, "_stalled", lambda study, stall: True)
+    res = search.tune(case.table, case.split, case.recipe, diagnosis, storage=None,
+                      study_name="widen", trials=4, space="guided", device="cpu")
+    guided = {r.name for r in search_spaces.select(diagnosis, "guided")}
+    extra = [r for r in search_spaces.select(diagnosis, "full") if r.name not in guided]
+    extra_params = {k for r in extra for k in r.keep(case.recipe)}
+    assert extra_params
+    trials = res.study.trials
+    assert trials[0].user_attrs.get("doctor:prescribed") and not trials[0].user_attrs.get("doctor:widened")
+    assert not set(trials[0].params) & extra_params  # the prescription runs as queued
+    assert not trials[1].user_attrs.get("doctor:widened")  # the first half stays guided
+    for t in trials[2:]:
+        assert t.user_attrs.get("doctor:widened") is True
+        assert set(t.params) & extra_params  # the families the guided space left out, drawn
+    assert set(res.remedies) == {r.name for r in search_spaces.select(diagnosis, "full")}
+    assert res.study.user_attrs["doctor:remedies"] == res.remedies
+    from doctor.pipeline import trials_section
+
+    assert [row.get("widened", False) for row in trials_section(res.study)] == [False, False, True, True]
+    remedies = search.result_remedies(res)
+    for t in trials:  # a guided trial replays as it ran: the extra families as given
+        rebuilt = search_spaces.replay(t.params, case.recipe, diagnosis, remedies)
+        assert rebuilt == search_spaces.replay(
+            t.params, case.recipe, diagnosis,
+            [r for r in remedies if r.name in guided or t.user_attrs.get("doctor:widened")])
+    # a widened trial retried after its worker died runs widened again, with the same values
+    widened = trials[-1]
+    res.study.add_trial(optuna.trial.create_trial(
+        state=TrialState.WAITING, params=widened.params, distributions=widened.distributions,
+        user_attrs={"doctor:retry_of": widened.number, "doctor:widened": True}))
+    guided_remedies = [r for r in remedies if r.name in guided]
+    objective = search.Objective(case.table, case.split, case.recipe, diagnosis, guided_remedies,
+                                 "cpu", wider=remedies, widen_from=None)
+    res.study.optimize(objective, n_trials=1)
+    assert res.study.trials[-1].params == widened.params
+
+
 def test_a_diverging_sgd_recipe_gets_adam_as_the_competing_treatment():
     from doctor.checks import Symptom
     from doctor.diagnosis import Diagnosis

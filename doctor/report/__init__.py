@@ -251,6 +251,7 @@ def _treatment(r: dict, figs: _Figures) -> dict | None:
                     "reason": fmt(t.get("reason")) if t.get("reason") else "",
                     "prescribed": bool(t.get("prescribed")),
                     "competing": str(t.get("competing") or ""),
+                    "widened": bool(t.get("widened")),
                     "best": t.get("number") == study.get("best_trial")}
                    for t in trials if isinstance(t, dict)],
         "importances": [(k, fmt(v), round(100 * v / top)) for k, v in imp],
