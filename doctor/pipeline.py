@@ -41,6 +41,7 @@ from doctor.robustness import curve_eps
 from doctor.robustness import robust_curve
 from doctor.storage import mask
 from doctor.trainer import Run
+from doctor.search import WIDEN_AT
 from doctor.search import WIDEN_STALL
 from doctor.search import tune
 from doctor.search import verify_cure
@@ -454,8 +455,8 @@ def dashboard_note(report: dict, prescription: dict) -> str:
     widened = [t["number"] for t in report.get("trials") or [] if t.get("widened")]
     if widened:
         lines += ["", "## Widened to every family", "",
-                  f"The search's best had not improved for {WIDEN_STALL} trials in the second half of the "
-                  "budget, so trial(s) " + ", ".join(map(str, widened)) + " also drew the families "
+                  f"The search's best had not improved for {WIDEN_STALL} trials once {WIDEN_AT:.0%} of "
+                  "the budget was spent, so trial(s) " + ", ".join(map(str, widened)) + " also drew the families "
                   "the diagnosis did not call for."]
     best = report.get("best") or {}
     if best:

@@ -621,7 +621,7 @@ class Objective:
 
 def _stalled(study: optuna.Study, stall: int) -> bool:
     """Whether the study's best trial is followed by at least `stall` finished trials."""
-    done = [t for t in study.get_trials(deepcopy=False, states=COUNTED)]
+    done = study.get_trials(deepcopy=False, states=COUNTED)
     scored = [t for t in done if t.state == TrialState.COMPLETE and t.value is not None
               and math.isfinite(t.value)]
     if not scored:
