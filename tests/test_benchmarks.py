@@ -58,3 +58,38 @@ def test_reach_is_the_first_trial_at_the_target(repair):
     assert repair._reach(curve, 0.87) == (3, 2.5)
     assert repair._reach(curve, 0.86) == (2, 1.0)
     assert repair._reach(curve, 0.99) is None
+
+
+def test_the_test_row_interval_scores_each_resample_as_scikit_learn_does(repair):
+    import numpy as np
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.metrics import r2_score
+
+    rng = np.random.default_rng(3)
+    y = rng.choice(["a", "b", "c"], 40, p=[0.6, 0.3, 0.1])
+    pred = np.where(rng.random(40) < 0.8, y, "b")
+    idx = rng.integers(0, 40, (25, 40))
+    labels, codes = np.unique(y, return_inverse=True)
+    fast = repair._balanced_accuracy(codes[idx], pred, labels, idx)
+    assert np.allclose(fast, [balanced_accuracy_score(y[i], pred[i]) for i in idx])
+    t = rng.normal(size=60)
+    p = t + rng.normal(scale=0.5, size=60)
+    idx = rng.integers(0, 60, (25, 60))
+    assert np.allclose(repair._r2(t[idx], p[idx]), [r2_score(t[i], p[i]) for i in idx])
+
+
+def test_the_test_row_interval_brackets_the_gap_and_narrows_with_rows(repair):
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    widths = []
+    for n in (50, 800):
+        y = rng.integers(0, 2, n)
+        ref = y.copy()
+        doc = y.copy()
+        doc[rng.choice(n, n // 10, replace=False)] ^= 1  # the doctor misses 10 % more rows
+        lo, hi = repair.gap_interval("classification", y, doc, ref)
+        gap = repair.score("classification", y, doc) - repair.score("classification", y, ref)
+        assert lo <= gap <= hi < 0
+        widths.append(hi - lo)
+    assert widths[1] < widths[0] / 2
