@@ -20,6 +20,9 @@ small subset in a few minutes):
    reference trained on the same 75 %: the better, on the test table, of a tuned logistic
    regression (ridge for regression) and scikit-learn's MLP (alpha tuned), both behind median
    imputation, standardisation and one-hot encoding. Repaired = doctor ≥ reference − 0.03.
+   Beside it, a 90 % paired-bootstrap interval of doctor − reference over the test rows
+   (`gap_interval`): how far drawing the test table again would move the gap, which on 45-111
+   test rows is a few rows' worth. The rate counts the point estimate only.
    "baseline" is the recipe as given, trained on the doctor's own training rows (what its
    diagnosis trains) and scored on the same test table.
 2. **guided** — guided vs unguided search. For each faulty scenario (`FULL_GUIDED`, ten of
@@ -624,10 +627,10 @@ def print_repair(rows: list[dict]) -> str:
         missed = [r for r in faulty if not r["repaired"] and r.get("gap_interval")]
         if missed:
             within = [r["scenario"] for r in missed if r["gap_interval"][1] >= -TOLERANCE]
-            w(f"Of the {len(missed)} not repaired, {len(within)} "
-              f"({', '.join(within) or 'none'}) have a {GAP_LEVEL:.0%} test-row interval that "
-              f"reaches −{TOLERANCE}: their test table alone cannot tell them from a repair "
-              f"(the rate above still counts them as not repaired).\n")
+            w(f"Not repaired whose {GAP_LEVEL:.0%} test-row interval of doctor − reference "
+              f"reaches −{TOLERANCE} (the test table alone cannot tell them from a repair; the "
+              f"rate above still counts them as misses): {len(within)} of {len(missed)}"
+              f"{' (' + ', '.join(within) + ')' if within else ''}.\n")
         gains = [r["doctor"] - r["baseline"] for r in broken if math.isfinite(r["baseline"])]
         if gains:
             w(f"Mean gain over the recipe as given on those: {statistics.mean(gains):+.3f} "
