@@ -32,7 +32,7 @@
    wine, breast cancer, diabetes, iris and digits, 6 splits each, external 25 % test.
 
 One process, one thread (`doctor.api.configure_torch`); everything is seeded, so a rerun
-prints the same numbers. About 25 minutes on one core.
+prints the same numbers. About 30 minutes on one core.
 """
 from __future__ import annotations
 
