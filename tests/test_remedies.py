@@ -249,6 +249,24 @@ def test_norm_layer_is_inserted(norm, layer):
     assert sum(isinstance(m, layer) for m in net.modules()) == len(Recipe().model.hidden)
 
 
+def test_layer_norm_is_offered_for_classification_only():
+    from search_spaces.normalization import choices
+
+    def asked(task, recipe=Recipe()):
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        d = diagnose(["vanishing_gradient"], recipe=recipe, task=task)
+        for _ in range(20):
+            t = study.ask()
+            BY_NAME["normalization"].apply(t, recipe, d)
+            study.tell(t, 0.0)
+        return {t.params["norm"] for t in study.trials}, choices(recipe, d)
+
+    assert asked("classification") == ({None, "batch", "layer"}, [None, "batch", "layer"])
+    assert asked("regression") == ({None, "batch"}, [None, "batch"])
+    # a regression recipe that already uses layer norm keeps it reachable
+    assert "layer" in asked("regression", Recipe(norm="layer"))[1]
+
+
 def test_architecture_resizes_the_mlp():
     params = {"arch_width": 0.5, "arch_depth": 1, "arch_residual": True}
     recipe = BY_NAME["architecture"].apply(optuna.trial.FixedTrial(params), Recipe(), None)
