@@ -87,6 +87,19 @@ def mean_row(label: str, values: list[float]) -> str:
     return f"| {label} | " + " ".join(f"{v:.3f}" for v in values) + f" | {np.mean(values):.3f} |"
 
 
+def external_split(data: pd.DataFrame, target: str, seed: int, *, stratify: bool):
+    """(table, the doctor's own split of the user's 75 %, the external 25 % test rows).
+
+    The table holds the user's rows first and the external rows after them, so the test rows
+    are `n ... len - 1` and never part of the doctor's train/validation split.
+    """
+    user, external = train_test_split(data, test_size=0.25, random_state=seed,
+                                      stratify=data[target] if stratify else None)
+    whole = pd.concat([user, external], ignore_index=True)
+    own = split(from_frame(user.reset_index(drop=True), target=target), seed=seed)
+    return from_frame(whole, target=target), own, np.arange(len(user), len(whole))
+
+
 # ============================================================================ 1. scaler
 def every_other_scaled(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
@@ -311,15 +324,10 @@ def part_refit() -> None:
         scores: dict[str, list[float]] = {"validated run": [], "refit, same epochs": [],
                                           "refit, same steps": []}
         for seed in range(6):
-            strat = None if name == "diabetes" else data[target]
-            user, external = train_test_split(data, test_size=0.25, random_state=seed, stratify=strat)
-            whole = pd.concat([user, external], ignore_index=True)
-            n = len(user)
-            table = from_frame(whole, target=target)
-            own = split(from_frame(user.reset_index(drop=True), target=target), seed=seed)
+            table, own, test = external_split(data, target, seed, stratify=name != "diabetes")
+            n = int(test[0])
             epochs, batch = default_budget(len(own.train))
             base = Recipe(epochs=epochs, batch_size=batch, early_stopping=10, seed=seed)
-            test = np.arange(n, len(whole))
             validated = Split(own.train, own.val, test)
             prepared = prepare(table, validated, base)
             run = Trainer(base).fit(prepared)
@@ -418,15 +426,10 @@ def part_crossfit() -> None:
         scores: dict[str, list[float]] = {shipped: []}
         scores.update({f"cross-fitted, {k} folds, {m} members": [] for k, m in variants})
         for seed in range(6):
-            strat = None if name == "diabetes" else data[target]
-            user, external = train_test_split(data, test_size=0.25, random_state=seed, stratify=strat)
-            whole = pd.concat([user, external], ignore_index=True)
-            n = len(user)
-            table = from_frame(whole, target=target)
-            own = split(from_frame(user.reset_index(drop=True), target=target), seed=seed)
+            table, own, test = external_split(data, target, seed, stratify=name != "diabetes")
+            n = int(test[0])
             epochs, batch = default_budget(len(own.train))
             base = Recipe(epochs=epochs, batch_size=batch, early_stopping=10, seed=seed)
-            test = np.arange(n, len(whole))
             prepared = prepare(table, Split(own.train, own.val, test), base)
             used = epochs_used(Trainer(base).fit(prepared))
             everything = Split(np.arange(n), own.val, test)
@@ -514,14 +517,8 @@ def part_norm(tables: list[str] | None = None) -> None:
         val: dict = {n: [] for n in norms}
         for seed in range(6):
             data, target = make(seed)
-            strat = data[target] if task == "classification" else None
-            user, external = train_test_split(data, test_size=0.25, random_state=seed, stratify=strat)
-            whole = pd.concat([user, external], ignore_index=True)
-            n = len(user)
-            table = from_frame(whole, target=target)
-            own = split(from_frame(user.reset_index(drop=True), target=target), seed=seed)
+            table, own, rows = external_split(data, target, seed, stratify=task == "classification")
             epochs, batch = default_budget(len(own.train))
-            rows = np.arange(n, len(whole))
             for norm in norms:
                 recipe = Recipe(epochs=epochs, batch_size=batch, early_stopping=10, seed=seed, norm=norm)
                 prepared = prepare(table, Split(own.train, own.val, rows), recipe)
