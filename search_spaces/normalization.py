@@ -22,9 +22,14 @@ CHOICES = (None, "batch", "layer")
 REGRESSION_CHOICES = (None, "batch")
 
 
+def given(recipe) -> str | None:
+    """The recipe's normalisation, as one of `CHOICES`."""
+    return recipe.norm if recipe.norm in CHOICES else None
+
+
 def choices(recipe, diagnosis) -> list:
     base = CHOICES if is_classification(diagnosis) else REGRESSION_CHOICES
-    return with_value(base, recipe.norm if recipe.norm in CHOICES else None)
+    return with_value(base, given(recipe))
 
 
 class Normalization(Remedy):
@@ -37,7 +42,7 @@ class Normalization(Remedy):
         return replace(recipe, norm=norm)
 
     def keep(self, recipe) -> dict[str, Any]:
-        return {"norm": recipe.norm if recipe.norm in CHOICES else None}
+        return {"norm": given(recipe)}
 
     def prescribe(self, diagnosis):
         # batch norm keeps pre-activations in the working range (AUTOTRAINER's third repair
