@@ -377,10 +377,16 @@ def verdict(report: dict) -> str:
         applied = [a for a in report["best"].get("remedies_applied") or []
                    if a != "temperature_scaling"]
         if report["best"].get("kept_recipe_as_given"):
-            why = (report["best"].get("verification") or {}).get("decision")
-            head += (" No remedy beat your recipe by more than the noise of its validation "
-                     f"score, so it is kept; held-out {key.replace('_', ' ')} {base[key]:.3f}."
-                     + (f" ({why[0].upper()}{why[1:]}.)" if why else ""))
+            check = report["best"].get("verification") or {}
+            why = check.get("decision")
+            lead = (" Your recipe already treats what was found (the prescription is your "
+                    "recipe as given), and no other remedy beat it by more than the noise of its "
+                    "validation score, so it is kept" if check.get("same_as_given") else
+                    " No remedy beat your recipe by more than the noise of its validation "
+                    "score, so it is kept")
+            head += (lead + f"; held-out {key.replace('_', ' ')} {base[key]:.3f}."
+                     + (f" ({why[0].upper()}{why[1:]}.)" if why and not check.get("same_as_given")
+                        else ""))
         else:
             what = f"remedies {', '.join(applied)}" if applied else "the search's best configuration"
             head += (f" With {what}, held-out {key.replace('_', ' ')} went from {base[key]:.3f} to "
@@ -490,7 +496,7 @@ ARTIFACTS = {"report.html": "text/html", "report.json": "application/json"}
 BUNDLE_ZIP = "model-bundle.zip"
 
 
-def attach_to_study(study: optuna.Study, storage_url: str, report: dict, prescription: dict,
+def attach_to_study(study: optuna.Study, storage_url: str | None, report: dict, prescription: dict,
                     out: Path) -> None:
     """The diagnosis and prescription as the study's note; the report and bundle as artifacts."""
     try:
@@ -504,6 +510,8 @@ def attach_to_study(study: optuna.Study, storage_url: str, report: dict, prescri
             study.set_user_attr("doctor:remaining_symptoms", list(report["best"].get("symptoms") or []))
         if report.get("verdict"):
             study.set_user_attr("doctor:verdict", report["verdict"])
+        if storage_url is None:  # an in-memory study (the Python API): no place to keep files
+            return
         base = artifact_dir(storage_url, study.study_name)
         store = optuna.artifacts.FileSystemArtifactStore(str(base))
         for name, mime in ARTIFACTS.items():

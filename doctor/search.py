@@ -937,6 +937,8 @@ class Candidate:
     y_val: list = field(default_factory=list)  # … and the validation targets they score
     #: Set on a group (`group_of`): the candidates it averages, scored together.
     members: list = field(default_factory=list)
+    #: The trial's recipe is the recipe as given: its scores are the recipe's own runs.
+    same_as_given: bool = False
 
     @property
     def mean(self) -> float:
@@ -953,7 +955,7 @@ class Candidate:
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "trial": self.trial, "search_value": self.search_value,
                 "prescribed": self.prescribed, "seeds": list(self.seeds), "val_scores": [float(s) for s in self.scores],
-                "mean": self.mean, "se": self.se}
+                "mean": self.mean, "se": self.se, "same_as_given": self.same_as_given}
 
 
 @dataclass
@@ -1168,13 +1170,21 @@ def verify_cure(table: Table, split: Split, recipe: Recipe, base_run, base_prep,
         runs += 1
         return Trainer(r, probes=probes, on_epoch=on_epoch).fit(prep), prep
 
-    for c in cands + ([] if user_broken else [user]):
+    # A trial whose recipe is the recipe as given (a prescription that changes nothing: the
+    # default recipe already scales the columns an unscaled table needs scaled) would train the
+    # same networks on the same folds with the same seeds: it shares the recipe's runs.
+    same = [c for c in cands if not user_broken and c.recipe == user.recipe]
+    for c in [c for c in cands if c not in same] + ([] if user_broken else [user]):
         for sd, sp in zip(seeds, splits):
             run, prep = train(c, sd, sp, f"checking {c.label} (seed {sd})")
             c.seeds.append(sd)
             c.scores.append(float(run.val_score) if math.isfinite(run.val_score) else -math.inf)
             c.y_val.append(prep.y_val)
             c.outputs.append(logits_of(run.model, prep.X_val))
+    for c in same:
+        c.same_as_given = True
+        c.seeds, c.scores = list(user.seeds), list(user.scores)
+        c.y_val, c.outputs = list(user.y_val), list(user.outputs)
     if user_broken:
         user.seeds, user.scores = [recipe.seed], [-math.inf]
     if robust_eps:
@@ -1197,7 +1207,7 @@ def verify_cure(table: Table, split: Split, recipe: Recipe, base_run, base_prep,
         run, prep = train(chosen, chosen.recipe.seed, split, "retraining the best",
                           probes=default_probes())
     record["cost"] = {"runs": runs, "sample_epochs": int(len(split.train) * (
-        sum(len(c.scores) * c.recipe.epochs for c in cands)
+        sum(len(c.scores) * c.recipe.epochs for c in cands if not c.same_as_given)
         + (0 if user_broken else len(user.scores) * recipe.epochs)
         + (0 if chosen is user else chosen.recipe.epochs))),
         "limit_sample_epochs": int(VERIFY_SAMPLE_EPOCHS)}
@@ -1347,6 +1357,12 @@ def decide(user: Candidate, cands: list[Candidate], task: str, *, seed: int = 0,
                               f"margin {margin:.4f})")
     elif judged is not best:
         record["decision"] = f"kept the recipe as given: within noise, {said}"
+    elif best.same_as_given:
+        record["same_as_given"] = True
+        record["decision"] = (f"kept the recipe as given: {best.label}"
+                              + (", the prescription," if best.prescribed else "")
+                              + " is the recipe as given, which already treats what the "
+                              "diagnosis found, and no other trial beat it by more than noise")
     else:
         record["decision"] = (f"kept the recipe as given: {best.label}'s mean validation score "
                               f"{best.mean:.4f} against {user.mean:.4f} is within noise (gain "

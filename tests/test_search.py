@@ -441,6 +441,30 @@ def test_fit_reports_the_seeds_and_scores_of_the_verified_cure(small, tmp_path):
         assert key in best
 
 
+
+def test_a_prescription_that_is_the_recipe_as_given_shares_its_runs(tmp_path):
+    """Raw-scale wine with the doctor's default recipe: the only finding is unscaled columns,
+    which the default recipe's scaler already treats, so the prescription is the recipe as
+    given. The cure check does not train the same networks twice, and the verdict says why the
+    recipe is kept rather than calling it a failed remedy."""
+    from sklearn import datasets
+
+    from doctor.api import make_case
+    from doctor.pipeline import run_fit
+
+    case = make_case(None, datasets.load_wine(as_frame=True).frame, target="target")
+    report = run_fit(case, tmp_path / "out", storage=None, study="same", trials=2)
+    assert [s["id"] for s in report["symptoms"]] == ["unscaled_features"]
+    ver = report["best"]["verification"]
+    user, *cands = ver["candidates"]
+    rx = next(c for c in cands if c["prescribed"])
+    assert rx["same_as_given"] and rx["val_scores"] == user["val_scores"]
+    trained = 1 + sum(not c["same_as_given"] for c in cands)
+    assert ver["cost"]["runs"] == trained * ver["seeds"]
+    assert report["best"]["kept_recipe_as_given"] and ver.get("same_as_given")
+    assert "already treats what was found" in report["verdict"]
+
+
 # ----------------------------------------------------------------------------- the spaces
 def test_guided_space_holds_the_prescribed_families_and_the_regularisers():
     from doctor.checks import Symptom
