@@ -47,8 +47,8 @@
    eval's repair bar, where the one scenario the eval misses is decided.
 
 One process, one thread (`doctor.api.configure_torch`); everything is seeded, so a rerun
-prints the same numbers. About 55 minutes on one core (the norm part took under 26 of them in
-session 15, beside another benchmark).
+prints the same numbers. About an hour on one core (the norm part took under 26 minutes in
+session 15, beside another benchmark; members and visits about 2.5 minutes each in session 16).
 """
 from __future__ import annotations
 
