@@ -441,7 +441,6 @@ def test_fit_reports_the_seeds_and_scores_of_the_verified_cure(small, tmp_path):
         assert key in best
 
 
-
 def test_a_prescription_that_is_the_recipe_as_given_shares_its_runs(tmp_path):
     """Raw-scale wine with the doctor's default recipe: the only finding is unscaled columns,
     which the default recipe's scaler already treats, so the prescription is the recipe as
