@@ -1173,16 +1173,16 @@ def verify_cure(table: Table, split: Split, recipe: Recipe, base_run, base_prep,
     # A trial whose recipe is the recipe as given (a prescription that changes nothing: the
     # default recipe already scales the columns an unscaled table needs scaled) would train the
     # same networks on the same folds with the same seeds: it shares the recipe's runs.
-    same = [c for c in cands if not user_broken and c.recipe == user.recipe]
-    for c in [c for c in cands if c not in same] + ([] if user_broken else [user]):
+    for c in cands:
+        c.same_as_given = not user_broken and c.recipe == user.recipe
+    for c in [c for c in cands if not c.same_as_given] + ([] if user_broken else [user]):
         for sd, sp in zip(seeds, splits):
             run, prep = train(c, sd, sp, f"checking {c.label} (seed {sd})")
             c.seeds.append(sd)
             c.scores.append(float(run.val_score) if math.isfinite(run.val_score) else -math.inf)
             c.y_val.append(prep.y_val)
             c.outputs.append(logits_of(run.model, prep.X_val))
-    for c in same:
-        c.same_as_given = True
+    for c in (c for c in cands if c.same_as_given):
         c.seeds, c.scores = list(user.seeds), list(user.scores)
         c.y_val, c.outputs = list(user.y_val), list(user.outputs)
     if user_broken:
