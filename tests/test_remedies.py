@@ -176,6 +176,19 @@ def test_select_guided_and_full():
                                                       "l1", "weight_decay"]
 
 
+def test_class_weights_are_searched_for_every_classification_but_prescribed_for_imbalance():
+    # the objective is balanced accuracy for every classification (doctor.metrics), so the
+    # guided space offers class weights without class_imbalance too, keeping them as given
+    # in the prescription; regression has no classes to weigh
+    plain = diagnose(["slow_convergence"])
+    assert "class_weights" in {r.name for r in ss.select(plain)}
+    assert ss.prescription(plain, ss.select(plain))["class_weight"] is False
+    imbalanced = diagnose(["class_imbalance"])
+    assert ss.prescription(imbalanced, ss.select(imbalanced))["class_weight"] is True
+    assert "class_weights" not in {r.name for r in ss.select(diagnose(["slow_convergence"],
+                                                                      task="regression"))}
+
+
 def test_prescription_is_as_given_plus_changes():
     d = diagnose(["overfitting"])
     first = ss.prescription(d, ss.select(d, space="full"))
