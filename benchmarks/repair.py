@@ -1264,30 +1264,27 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + block, flush=True)
         text.append(("repair", block))
         results["repair"] = rows
-    if "guided" in parts:
-        print(f"\n## 2. Guided vs full search ({args.trials} trials each, medians of "
+    searches = (
+        ("guided", "2", "Guided vs full search",
+         lambda: [s for s in pick(QUICK_GUIDED) if s.faulty and
+                  (only or args.quick or s.name in FULL_GUIDED)]),
+        ("large", "2b", "Guided vs full search on real tables of 2,675-10,000 rows",
+         lambda: ([s for s in LARGE_SCENARIOS if s.name in only] if only else
+                  LARGE_SCENARIOS[:1] if args.quick else LARGE_SCENARIOS)))
+    for part, number, title, scenarios in searches:
+        if part not in parts:
+            continue
+        print(f"\n## {number}. {title} ({args.trials} trials each, medians of "
               f"{max(1, args.search_seeds)} search seed(s))", flush=True)
         t0 = time.perf_counter()
-        scen = [s for s in pick(QUICK_GUIDED) if s.faulty and
-                (only or args.quick or s.name in FULL_GUIDED)]
-        rows = part_guided(scen, trials=args.trials, spaces=spaces, seeds=max(1, args.search_seeds))
+        rows = part_guided(scenarios(), trials=args.trials, spaces=spaces,
+                           seeds=max(1, args.search_seeds))
         block = (print_guided(rows, args.trials) if len(spaces) == 2 else
-                 print_guided_one(rows, spaces[0])) + f"\nPart 2 took {time.perf_counter() - t0:.0f} s.\n"
+                 print_guided_one(rows, spaces[0])) + \
+            f"\nPart {number} took {time.perf_counter() - t0:.0f} s.\n"
         print("\n" + block, flush=True)
-        text.append(("guided", block))
-        results["guided"] = rows
-    if "large" in parts:
-        print(f"\n## 2b. Guided vs full search on real tables of 2,675-10,000 rows ({args.trials} "
-              f"trials each, medians of {max(1, args.search_seeds)} search seed(s))", flush=True)
-        t0 = time.perf_counter()
-        scen = ([s for s in LARGE_SCENARIOS if s.name in only] if only else
-                LARGE_SCENARIOS[:1] if args.quick else LARGE_SCENARIOS)
-        rows = part_guided(scen, trials=args.trials, spaces=spaces, seeds=max(1, args.search_seeds))
-        block = (print_guided(rows, args.trials) if len(spaces) == 2 else
-                 print_guided_one(rows, spaces[0])) + f"\nPart 2b took {time.perf_counter() - t0:.0f} s.\n"
-        print("\n" + block, flush=True)
-        text.append(("large", block))
-        results["large"] = rows
+        text.append((part, block))
+        results[part] = rows
     if "peer" in parts:
         print(f"\n## 3. Doctor vs FLAML ({budget:g} s each)", flush=True)
         t0 = time.perf_counter()
@@ -1309,7 +1306,7 @@ def replot(path: Path) -> int:
         print("## 1. Repair rate\n\n" + print_repair(results["repair"])
               + print_repair_details(results["repair"]))
     for part, title in (("guided", "2. Guided vs full search"),
-                        ("large", "2b. Guided vs full search on real tables of a few thousand rows")):
+                        ("large", "2b. Guided vs full search on real tables of 2,675-10,000 rows")):
         if part not in results:
             continue
         spaces = [s for s in ("guided", "full") if all(s in r for r in results[part])]
