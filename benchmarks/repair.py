@@ -1217,6 +1217,9 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         ap.error(f"unknown part(s) {bad}; use repair, guided, large, peer")
     only = [s for s in args.only.split(",") if s]
+    known = {s.name for s in SCENARIOS + LARGE_SCENARIOS} | set(PEERS)
+    if set(only) - known:
+        ap.error(f"--only names no scenario or peer table: {sorted(set(only) - known)}")
     budget = args.budget or (15.0 if args.quick else 45.0)
 
     configure_torch()
@@ -1255,7 +1258,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pruner for slow trials: {doctor.search.PRUNER}", flush=True)
     text = []
     started = time.perf_counter()
-    if "repair" in parts:
+    if "repair" in parts and not pick(QUICK):
+        print("\nNo scenario of part 1 is among --only; skipped.", flush=True)
+    elif "repair" in parts:
         print(f"\n## 1. Repair rate ({args.trials} trials each)", flush=True)
         t0 = time.perf_counter()
         rows = part_repair(pick(QUICK), work, trials=args.trials, cli=args.cli)
@@ -1277,7 +1282,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n## {number}. {title} ({args.trials} trials each, medians of "
               f"{max(1, args.search_seeds)} search seed(s))", flush=True)
         t0 = time.perf_counter()
-        rows = part_guided(scenarios(), trials=args.trials, spaces=spaces,
+        chosen = scenarios()
+        if not chosen:
+            print(f"No faulty scenario of part {number} is among --only; skipped.", flush=True)
+            continue
+        rows = part_guided(chosen, trials=args.trials, spaces=spaces,
                            seeds=max(1, args.search_seeds))
         block = (print_guided(rows, args.trials) if len(spaces) == 2 else
                  print_guided_one(rows, spaces[0])) + \
