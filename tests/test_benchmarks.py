@@ -53,6 +53,34 @@ def test_the_time_ratios_count_the_diagnosis_as_each_comparison_says(repair):
     assert both and both.groups() == ("0.40", "2.0", "5.0")
 
 
+def test_a_recipe_already_near_the_reference_leaves_the_time_lines_but_not_the_end(repair):
+    # "d"'s recipe as given scores 0.88 against a reference of 0.9, within the tolerance:
+    # any first trial reaches the target, so its seconds (here a ratio of 5.0) would measure
+    # one trial's training and the diagnosis, not a search. Its end-of-budget scores count.
+    rows = [_row("a", 1.0, 1.0, 4.0), _row("b", 2.0, 2.0, 2.0), _row("c", 1.0, 1.0, 10.0)]
+    near = _row("d", 4.0, 1.0, 1.0)
+    near["baseline_val"] = 0.88
+    near["guided"]["test"] = 0.5
+    text = repair.print_guided(rows + [near], trials=20)
+    assert "within 0.03 of the reference on validation in 1 of 4 scenarios (d)" in text
+    assert "(median over 3 scenarios, never reached = ∞)" in text
+    plain = re.search(r"search seconds is ([\d.]+); counting the diagnosis the guided search "
+                      r"needs first, ([\d.]+)", text)
+    assert plain and plain.groups() == ("0.25", "0.50")
+    assert "guided at least full − 0.005 in 3 of 4" in text
+
+
+def test_parts_2_and_2c_together_are_every_faulty_scenario_once(repair):
+    faulty = {s.name for s in repair.SCENARIOS if s.faulty}
+    assert set(repair.FULL_GUIDED) | set(repair.DATA_GUIDED) == faulty
+    assert not set(repair.FULL_GUIDED) & set(repair.DATA_GUIDED)
+    results = {"trials": 20, "guided": [_row("a", 1.0, 1.0, 4.0)],
+               "data": [_row("b", 2.0, 2.0, 2.0), _row("c", 1.0, 1.0, 10.0)]}
+    text = repair.print_guided_together(results)
+    assert text.startswith("## 2 + 2c together: every faulty scenario of part 1 (3)")
+    assert "| scenario |" not in text and "median over 3 scenarios" in text
+
+
 def test_reach_is_the_first_trial_at_the_target(repair):
     curve = [(0.5, 0.2), (1.0, 0.86), (2.5, 0.88), (4.0, 0.95)]
     assert repair._reach(curve, 0.87) == (3, 2.5)
