@@ -47,7 +47,7 @@ small subset in a few minutes):
    and Default). On part 2's small tables a trial takes about a second, so the diagnosis'
    fixed cost weighs as much as several trials and the full space's first random draws often
    land; these tables are where the issue asks methods to be told apart.
-2c. **data** — part 2 on the other eleven faulty scenarios of part 1 (`DATA_GUIDED`: nine
+2c. **data** — part 2 on the other ten faulty scenarios of part 1 (`DATA_GUIDED`: eight
    data faults with the doctor's default recipe, the one with a data and a recipe fault, and
    wine_adam_lr0.5). A planted learning rate is undone by any random draw of the training
    knobs; a data fault needs the right family. Run with part 2 (`--part guided,data`), it also prints the
@@ -338,7 +338,7 @@ QUICK_GUIDED = ["bc_sgd_lr1e-6", "moons_adam_lr0.5"]
 FULL_GUIDED = ["bc_sgd_lr1e-6", "wine_sgd_lr1e-6", "reg_sgd_lr1e-6", "digits_adam_lr0.5",
                "moons_adam_lr0.5", "clf_sgd_lr25", "diabetes_sgd_lr25", "bc_deep_tanh_tiny",
                "clf_deep_tanh_tiny", "clf_imbalance_1to20"]
-#: Part 2c (`--part data`): the other eleven faulty scenarios of part 1: nine of the ten data
+#: Part 2c (`--part data`): the other ten faulty scenarios of part 1: eight of the nine data
 #: faults, the one with both, and wine_adam_lr0.5. Part 2 has recipe faults almost only,
 #: which any random draw of the learning rate or optimiser undoes; a data fault (noisy labels, raw scales, missing cells,
 #: imbalance) is not undone by the training knobs, so the full space must hit the right family
