@@ -384,7 +384,15 @@ def verdict(report: dict) -> str:
                     "validation score, so it is kept" if check.get("same_as_given") else
                     " No remedy beat your recipe by more than the noise of its validation "
                     "score, so it is kept")
-            head += (lead + f"; held-out {key.replace('_', ' ')} {base[key]:.3f}."
+            members = int((report["best"].get("ensemble") or {}).get("members") or 1)
+            # The model shipped is the kept recipe trained again (with `members` seeds,
+            # averaged), so its held-out score can differ from the one run the diagnosis
+            # trained: say both, or the user reads a number their model does not have.
+            shipped = ("" if abs(gain) < 5e-4 else
+                       f" as the diagnosis trained it once, {best[key]:.3f} for the model shipped "
+                       + (f"(your recipe trained with {members} seeds, averaged)" if members > 1
+                          else "(your recipe trained again)"))
+            head += (lead + f"; held-out {key.replace('_', ' ')} {base[key]:.3f}{shipped}."
                      + (f" ({why[0].upper()}{why[1:]}.)" if why and not check.get("same_as_given")
                         else ""))
         else:

@@ -542,3 +542,22 @@ def test_checks_that_could_not_judge_are_listed_and_escaped():
     # it sits in the symptoms section, after the symptoms themselves
     assert html.index('id="symptoms"') < html.index('id="not-judged"')
     assert build_view({**rec, "not_applicable": ["odd"]})["not_judged"] == []
+
+
+def test_a_kept_recipe_verdict_quotes_the_shipped_model_when_it_scores_otherwise():
+    # The model shipped is the kept recipe trained again with three seeds, averaged; its
+    # held-out score is not the one run's the diagnosis trained, and the verdict says both.
+    from doctor.pipeline import verdict
+
+    def record(base: float, best: float) -> dict:
+        return {"symptoms": [{"id": "missing_values"}],
+                "baseline": {"metrics": {"balanced_accuracy": base}},
+                "best": {"metrics": {"balanced_accuracy": best}, "kept_recipe_as_given": True,
+                         "remedies_applied": [], "ensemble": {"members": 3},
+                         "verification": {"same_as_given": True}}}
+
+    text = verdict(record(0.617, 0.533))
+    assert ("held-out balanced accuracy 0.617 as the diagnosis trained it once, 0.533 for the "
+            "model shipped (your recipe trained with 3 seeds, averaged).") in text
+    same = verdict(record(0.948, 0.948))
+    assert "held-out balanced accuracy 0.948." in same and "shipped" not in same
