@@ -30,6 +30,7 @@ from doctor.calibration import MIN_NLL_GAIN
 from doctor.calibration import temperature_scaling
 from doctor.checks import Evidence
 from doctor.checks.data import learning_curve
+from doctor.checks.data import signal_test
 from doctor.checks.model import model_checks
 from doctor.checks.training import link_causes
 from doctor.checks.training import training_checks
@@ -85,7 +86,9 @@ def profile_section(diagnosis: Diagnosis, case: Case) -> dict[str, Any]:
     ref = extras.get("reference") if isinstance(extras, dict) else None
     if isinstance(ref, dict):
         out["learning_curve"] = learning_curve(p)  # measured now if no check needed it
-        out["reference"] = {"score": ref.get("score"), "model": ref.get("model")}
+        out["reference"] = {"score": ref.get("score"), "model": ref.get("model"),
+                            "signal": signal_test(ref, t, case.split,
+                                                  seed=int(extras.get("seed", 0)))}
     elif p is not None and p.reference is not None:
         out["reference"] = {"score": p.reference}
     out["columns"] = {"numeric": list(t.numeric), "categorical": list(t.categorical)}
@@ -403,6 +406,14 @@ def verdict(report: dict) -> str:
         if cure:
             fixed = sum(c.get("status") in ("cured", "treated") for c in cure)
             head += f" {fixed} of {len(cure)} symptom(s) cured or treated."
+    signal = ((report.get("profile") or {}).get("reference") or {}).get("signal") or {}
+    if signal and not signal.get("signal", True):
+        metric = "balanced accuracy" if report.get("data", {}).get("task") == "classification" else "R²"
+        head += (f" The features show no measurable signal about the target: the reference "
+                 f"model's out-of-fold {metric} is {signal['score']:.3f} against {signal['chance']:.3f} "
+                 f"by chance (permutation test, p = {signal['p_value']:.2f}), so no recipe can be "
+                 "expected to beat chance on these columns; check that the target and the "
+                 "features belong together.")
     ts = (report.get("calibration") or {}).get("temperature_scaling") or {}
     if ts.get("applied") and ts.get("test_ece_before") is not None:
         head += (f" Temperature scaling (T = {ts['temperature']:.2f}) took the expected calibration "

@@ -621,3 +621,52 @@ def test_iris_with_missing_cells_and_a_constant_column():
     vals[np.random.default_rng(0).random(vals.shape) < 0.12] = np.nan
     df[feats] = vals
     assert ids(full(df)) == ["missing_values", "constant_features"]
+
+
+# ----------------------------------------------------------------------------- signal test
+def test_the_signal_test_scores_fixed_predictions_against_shuffled_targets():
+    from doctor.checks.data import signal_test
+
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(300, 3)), rng.integers(0, 3, 300)
+    t = from_frame(frame(X, y), task="classification")
+    sp = split(t)
+    codes = t.y_codes()[sp.train]
+    rows = np.arange(len(sp.train))
+
+    def ref(pred):
+        return {"rows": rows, "oof_proba": np.eye(3)[pred]}
+
+    # Predictions that are the labels: no shuffle does as well, the smallest p there is.
+    right = signal_test(ref(codes), t, sp)
+    assert right["signal"] and right["p_value"] == pytest.approx(1 / 1000) and right["score"] == 1.0
+    # One class for every row: balanced accuracy is chance under every shuffle, p = 1.
+    flat = signal_test(ref(np.zeros_like(codes)), t, sp)
+    assert not flat["signal"] and flat["p_value"] == 1.0 and flat["score"] == pytest.approx(1 / 3, abs=1e-4)
+
+    yr = X @ np.array([1.0, -2.0, 0.5])
+    tr = from_frame(frame(X, yr), task="regression")
+    spr = split(tr)
+    target = tr.y_codes()[spr.train]
+    rows_r = np.arange(len(spr.train))
+    near = signal_test({"rows": rows_r, "oof_pred": target + rng.normal(0, 0.5, len(target))}, tr, spr)
+    assert near["signal"] and near["score"] > 0.9
+    const = signal_test({"rows": rows_r, "oof_pred": np.full(len(target), target.mean())}, tr, spr)
+    assert not const["signal"] and const["p_value"] == 1.0
+
+
+def test_a_profile_of_real_data_finds_signal_and_the_verdict_stays_quiet_about_it():
+    from doctor.checks.data import signal_test
+    from doctor.pipeline import verdict
+
+    bc = datasets.load_breast_cancer()
+    ev = full(frame(bc.data[:200], bc.target[:200]), task="classification")
+    found = signal_test(ev.profile.extras["reference"], ev.profile.table, ev.profile.split)
+    assert found["signal"] and found["p_value"] < 0.01
+    base = {"symptoms": [], "data": {"task": "classification"},
+            "profile": {"reference": {"signal": found}}}
+    assert "no measurable signal" not in verdict(base)
+    none = {**base, "profile": {"reference": {"signal": {**found, "signal": False, "score": 0.49,
+                                                          "chance": 0.5, "p_value": 0.62}}}}
+    assert ("no measurable signal about the target: the reference model's out-of-fold balanced "
+            "accuracy is 0.490 against 0.500 by chance (permutation test, p = 0.62)") in verdict(none)
