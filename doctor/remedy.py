@@ -73,10 +73,12 @@ class Remedy(abc.ABC):
         return {}
 
     def compete(self, diagnosis: Diagnosis) -> list[dict[str, Any]]:
-        """Other treatments of what this family prescribes, where the literature names more
-        than one first choice: each a full set of this family's parameters (as `prescribe`
-        gives), tried as its own enqueued trial, the prescription with this family's part
-        swapped for it (`search_spaces.competing`). [] when the prescription is the only one."""
+        """Other first choices for this family: where the literature names more than one
+        treatment of what it prescribes, or where the objective itself calls for a second
+        (class weights on unequal classes, scored by balanced accuracy). Each is a full set of
+        this family's parameters (as `prescribe` gives), tried as its own enqueued trial, the
+        prescription with this family's part swapped for it (`search_spaces.competing`). []
+        when the prescription is the only one."""
         return []
 
     def applicable(self, recipe: Recipe, diagnosis: Diagnosis | None) -> bool:
