@@ -652,3 +652,39 @@ def test_the_paired_bootstrap_takes_validation_folds_of_different_sizes():
         c.seeds, c.scores, c.outputs, c.y_val = [1, 2, 3], [0.0] * 3, outs, ys
     se = search.paired_se(a, b, "classification")
     assert 0.0 < se < 0.1
+
+
+def test_unequal_classes_get_class_weights_as_the_competing_treatment():
+    from doctor.checks import DataProfile
+    from doctor.checks import Symptom
+    from doctor.data import from_frame
+    from doctor.data import split as split_rows
+    from doctor.diagnosis import Diagnosis
+    from doctor.recipe import Recipe
+
+    def diagnosis(counts, symptoms=(), recipe=Recipe()):
+        rng = np.random.default_rng(0)
+        y = np.repeat(np.arange(len(counts)), counts)
+        df = pd.DataFrame({"x": rng.normal(size=len(y)), "target": y})
+        t = from_frame(df, task="classification")
+        return Diagnosis(list(symptoms), recipe, "classification", len(counts),
+                         profile=DataProfile(t, split_rows(t)))
+
+    # 2:1 and no imbalance symptom: balanced accuracy is the objective, so the prescription
+    # with class weights on is tried right after it
+    two_to_one = diagnosis([200, 100])
+    remedies = search_spaces.select(two_to_one, "guided")
+    rx = search_spaces.prescription(two_to_one, remedies)
+    assert rx["class_weight"] is False
+    (family, rival), = search_spaces.competing(two_to_one, remedies, rx)
+    assert family == "class_weights" and rival == {**rx, "class_weight": True}
+    # near-equal classes, an imbalance the prescription already treats, or a recipe that
+    # weights its classes already: nothing competes
+    assert search_spaces.competing(diagnosis([110, 100]), remedies, rx) == []
+    imbalanced = diagnosis([600, 100], [Symptom("class_imbalance", 0.5, "1:6",
+                                                {"counts": {"0": 600, "1": 100}})])
+    assert search_spaces.competing(
+        imbalanced, remedies, search_spaces.prescription(imbalanced, remedies)) == []
+    weighted = diagnosis([200, 100], recipe=Recipe(class_weight=True))
+    assert search_spaces.competing(
+        weighted, remedies, search_spaces.prescription(weighted, remedies)) == []
