@@ -331,7 +331,7 @@ def trials_section(study: optuna.Study) -> list[dict]:
         row = {"number": tr.number, "state": tr.state.name, "value": tr.value,
                "params": tr.params, "symptoms": tr.user_attrs.get("symptoms", []),
                "reason": tr.user_attrs.get("reason") or tr.user_attrs.get("error")}
-        for key in ("val_loss", "robust_accuracy", "clean_score", "epochs_run"):
+        for key in ("val_loss", "robust_accuracy", "clean_score", "epochs_run", "notes"):
             if key in tr.user_attrs:
                 row[key] = tr.user_attrs[key]
         if tr.user_attrs.get("doctor:prescribed"):
@@ -654,7 +654,8 @@ def run_fit(case: Case, out: Path, *, storage: str, study: str, trials: int,
                  "symptom_details": [s.to_dict() for s in after], "recipe": best_recipe.as_dict(),
                  "remedies_applied": applied, "val_score": best_run.val_score,
                  "trial": cure.trial, "seeds": cure.seeds, "seed_val_scores": cure.scores,
-                 "verification": cure.record, "ensemble": ensemble},
+                 "verification": cure.record, "ensemble": ensemble,
+                 **({"notes": list(best_prep.notes)} if best_prep.notes else {})},
         "study": {"storage": result.storage, "name": result.study.study_name,
                   "trials": len(result.study.trials), "best_trial": result.best_trial,
                   "space": space, "prescription": result.prescription, "remedies": result.remedies},

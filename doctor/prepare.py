@@ -39,6 +39,9 @@ class Prepared:
     y_std: float = 1.0
     class_weights: torch.Tensor | None = None
     class_prior: torch.Tensor | None = None  # training class frequencies (after resampling)
+    #: What ran other than the recipe says (a resampler that could not run and its fallback),
+    #: one sentence each; the search records them on the trial and the report on the cure.
+    notes: tuple[str, ...] = ()
 
     @property
     def n_features(self) -> int:
@@ -96,6 +99,7 @@ def prepare(table: Table, split: Split, recipe: Recipe, *, device: torch.device 
     ytr = y[train]
     Xva, yva = pre.transform(table.X.iloc[split.val]), y[split.val]
     w = None
+    notes: list[str] = []
     if recipe.noisy_rows and noisy is not None and len(noisy):
         if recipe.noisy_rows == "drop":
             keep = np.setdiff1d(np.arange(len(ytr)), noisy)
@@ -108,7 +112,7 @@ def prepare(table: Table, split: Split, recipe: Recipe, *, device: torch.device 
         from search_spaces.resampling import resample_mixed
 
         # on the columns as they are, before one-hot encoding, as imbalanced-learn intends
-        num, codes, ytr, w = resample_mixed(num, codes, ytr, w, seed=recipe.seed)
+        num, codes, ytr, w = resample_mixed(num, codes, ytr, w, seed=recipe.seed, notes=notes)
         resampling = None
     elif resampling == "smotenc":  # no categorical column (left): plain SMOTE is the same thing
         resampling = "smote"
@@ -116,7 +120,7 @@ def prepare(table: Table, split: Split, recipe: Recipe, *, device: torch.device 
     if resampling:
         from search_spaces.resampling import resample
 
-        Xtr, ytr, w = resample(resampling, Xtr, ytr, w, seed=recipe.seed)
+        Xtr, ytr, w = resample(resampling, Xtr, ytr, w, seed=recipe.seed, notes=notes)
     y_mean, y_std = 0.0, 1.0
     if table.task == "regression":
         y_mean, y_std = float(ytr.mean()), float(ytr.std() or 1.0)
@@ -135,4 +139,5 @@ def prepare(table: Table, split: Split, recipe: Recipe, *, device: torch.device 
         return torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=device)
 
     return Prepared(pre, t(Xtr), t(ytr, ydt), t(Xva), t(yva, ydt),
-                    None if w is None else t(w), table.task, n_out, y_mean, y_std, cw, prior)
+                    None if w is None else t(w), table.task, n_out, y_mean, y_std, cw, prior,
+                    tuple(notes))

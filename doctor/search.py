@@ -561,6 +561,8 @@ class Objective:
         profile = self.diagnosis.profile
         noisy = np.asarray(profile.noisy_rows, dtype=int) if profile is not None else None
         data = prepare(self.table, self.split, recipe, device=self.device, noisy=noisy)
+        if data.notes:
+            trial.set_user_attr("notes", list(data.notes))
         every = max(1, math.ceil(recipe.epochs / MAX_REPORTS))
         tap, sick = TraceTap(), SickTrial()
 

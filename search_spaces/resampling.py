@@ -59,13 +59,16 @@ class Resampling(Remedy):
 
 
 def resample(name: str | None, X: np.ndarray, y: np.ndarray, w: np.ndarray | None, *,
-             seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+             seed: int, notes: list[str] | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Resample training rows; returns (X, y, w) with `w` still aligned to the rows.
 
     Args:
         name: one of `SAMPLERS` (None or "none" returns the inputs).
         X: the preprocessed float32 training matrix; y: class indices.
         w: per-row weights or None; kept rows keep theirs, synthetic rows get 1.0.
+        notes: where a fallback ran instead of `name`, a sentence saying so is appended (the
+            trial and the report carry it, since the trial's parameters still name `name`).
 
     SMOTE-family samplers use fewer neighbours when the smallest class to oversample is tiny,
     and fall back to random oversampling when they cannot run at all.
@@ -82,13 +85,20 @@ def resample(name: str | None, X: np.ndarray, y: np.ndarray, w: np.ndarray | Non
     try:
         Xr, yr, wr = _run(name, X, y, w, seed)
     except _CannotRun as e:
-        log.warning("%s cannot run here (%s); using random oversampling instead", name, e)
+        _fell_back(name, e, notes)
         Xr, yr, wr = _run("random_over", X, y, w, seed)
     return np.ascontiguousarray(Xr, dtype=np.float32), np.asarray(yr, dtype=y.dtype), wr
 
 
 class _CannotRun(Exception):
     pass
+
+
+def _fell_back(name: str, e: Exception, notes: list[str] | None) -> None:
+    log.warning("%s cannot run here (%s); using random oversampling instead", name, e)
+    if notes is not None:
+        notes.append(f"resampling {name} could not run on these training rows ({e}); "
+                     "random oversampling ran instead")
 
 
 def _by_index(sampler, X, y, w):
@@ -137,12 +147,14 @@ def _oversample(name: str, X, y, w, seed: int):
 
 
 def resample_mixed(num: np.ndarray, codes: np.ndarray, y: np.ndarray, w: np.ndarray | None, *,
-                   seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+                   seed: int, notes: list[str] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """SMOTENC on the scaled numeric columns `num` and the category codes `codes`.
 
     Returns (num, codes, y, w): the input rows in order, then the synthetic ones (weight 1.0).
     Without numeric columns SMOTEN (imbalanced-learn's all-categorical variant) runs instead;
-    a class too small for any neighbour falls back to random oversampling.
+    a class too small for any neighbour falls back to random oversampling (said in `notes`, as
+    in `resample`).
     """
     from imblearn.over_sampling import SMOTEN
     from imblearn.over_sampling import SMOTENC
@@ -168,7 +180,7 @@ def resample_mixed(num: np.ndarray, codes: np.ndarray, y: np.ndarray, w: np.ndar
             raise _CannotRun("the sampler reordered the input rows, so weights cannot follow them")
         wr = None if w is None else np.concatenate([w, np.ones(len(Xr) - n, dtype=np.float32)])
     except _CannotRun as e:
-        log.warning("smotenc cannot run here (%s); using random oversampling instead", e)
+        _fell_back("smotenc", e, notes)
         Xr, yr, wr = _run("random_over", both, y, w, seed)
     Xr = np.asarray(Xr, dtype=np.float64)
     return Xr[:, :p], np.rint(Xr[:, p:]).astype(np.int64), np.asarray(yr, dtype=y.dtype), wr

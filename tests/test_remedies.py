@@ -312,11 +312,16 @@ def test_resample_tiny_classes():
     X = rng.normal(size=(43, 2)).astype(np.float32)
     y = np.array([0] * 40 + [1] * 2 + [2])
     for name in ("smote", "adasyn", "borderline_smote", "smoteenn", "smotetomek"):
-        Xr, yr, _ = resample(name, X, y, None, seed=0)  # fewer neighbours, or random oversampling
+        notes: list[str] = []
+        Xr, yr, _ = resample(name, X, y, None, seed=0, notes=notes)  # random oversampling
         assert np.bincount(yr, minlength=3)[2] > 1
+        assert notes == [f"resampling {name} could not run on these training rows (a class has "
+                         "only 1 training row); random oversampling ran instead"]
     assert resample("none", X, y, None, seed=0)[0] is X
     # three rows in the minority: SMOTE itself runs, with two neighbours instead of five
-    Xr, yr, _ = resample("smote", X, np.array([0] * 40 + [1] * 3), None, seed=0)
+    notes = []
+    Xr, yr, _ = resample("smote", X, np.array([0] * 40 + [1] * 3), None, seed=0, notes=notes)
+    assert notes == []
     synthetic = {row.tobytes() for row in Xr} - {row.tobytes() for row in X}
     assert np.bincount(yr).tolist() == [40, 40] and len(synthetic) == 37
 

@@ -721,7 +721,9 @@ def test_resample_mixed_keeps_weights_and_handles_edge_cases():
     num = rng.normal(size=(68, 2)) + y[:, None]
     codes = rng.integers(0, 3, size=(68, 1))
     w = rng.uniform(0.2, 0.9, 68).astype(np.float32)
-    n2, c2, y2, w2 = resample_mixed(num, codes, y, w, seed=0)
+    notes: list[str] = []
+    n2, c2, y2, w2 = resample_mixed(num, codes, y, w, seed=0, notes=notes)
+    assert notes == []  # SMOTENC itself ran
     assert np.bincount(y2).tolist() == [60, 60] and len(n2) == len(c2) == len(w2) == 120
     assert np.array_equal(n2[:68], num) and np.array_equal(c2[:68], codes) and np.array_equal(w2[:68], w)
     assert (w2[68:] == 1.0).all() and set(np.unique(c2)) <= {0, 1, 2}
@@ -729,8 +731,9 @@ def test_resample_mixed_keeps_weights_and_handles_edge_cases():
     _, c3, y3, _ = resample_mixed(np.zeros((68, 0)), codes, y, None, seed=0)
     assert np.bincount(y3).tolist() == [60, 60] and set(np.unique(c3)) <= {0, 1, 2}
     one = np.array([0] * 67 + [1])
-    n4, _, y4, _ = resample_mixed(num, codes, one, None, seed=0)
+    n4, _, y4, _ = resample_mixed(num, codes, one, None, seed=0, notes=notes)
     assert np.bincount(y4).tolist() == [67, 67] and (n4[67:] == num[67]).all()
+    assert len(notes) == 1 and notes[0].startswith("resampling smotenc could not run")
 
 
 def test_the_cure_table_credits_only_the_hygiene_switch_that_was_on():

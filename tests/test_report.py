@@ -165,6 +165,18 @@ def test_dashboard_note_says_which_trials_the_search_widened():
     assert "Widened" not in dashboard_note(rec, rec["study"]["prescription"])
 
 
+def test_notes_of_what_ran_instead_are_shown_with_their_trial_and_the_cure():
+    rec = full_record()
+    note = "resampling adasyn could not run on these training rows (<b>x</b>); random oversampling ran instead"
+    rec["trials"][3]["notes"] = [note]
+    rec["best"]["notes"] = [note]
+    html = render_html(rec)
+    row = html.split('id="treatment"')[1]
+    assert "diverged; resampling adasyn could not run" in row  # the trial's reason column
+    assert "<p>Note: resampling adasyn" in row  # under the winning remedies
+    assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html
+
+
 def test_user_data_is_escaped_and_nothing_is_fetched():
     html = render_html(full_record())
     assert EVIL not in html

@@ -688,3 +688,31 @@ def test_unequal_classes_get_class_weights_as_the_competing_treatment():
     weighted = diagnosis([200, 100], recipe=Recipe(class_weight=True))
     assert search_spaces.competing(
         weighted, remedies, search_spaces.prescription(weighted, remedies)) == []
+
+
+def test_a_resampler_that_cannot_run_is_noted_on_its_trial_and_in_the_report():
+    """ADASYN cannot run where no minority row has a majority neighbour (imbalanced-learn
+    refuses the division by zero), so random oversampling runs instead; the trial's parameters
+    still say `adasyn`, so the trial says what ran, and the report's trial table carries it."""
+    from doctor.api import make_case
+    from doctor.diagnosis import diagnose_table
+    from doctor.pipeline import trials_section
+    from search_spaces.resampling import Resampling
+
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 150 + [1] * 30)
+    frame = pd.DataFrame(rng.normal(size=(180, 3)) + 20.0 * y[:, None], columns=["a", "b", "c"])
+    case = make_case(None, frame.assign(label=y), target="label", epochs=5, batch_size=32)
+    diagnosis, _, _ = diagnose_table(case.table, case.split, case.recipe, device="cpu")
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial({"resample": "adasyn"})
+    study.enqueue_trial({"resample": "smote"})
+    objective = search.Objective(case.table, case.split, case.recipe, diagnosis, [Resampling()], "cpu")
+    study.optimize(objective, n_trials=2, catch=(Exception,))
+    fell_back, ran = study.trials
+    assert fell_back.state == ran.state == TrialState.COMPLETE
+    (note,) = fell_back.user_attrs["notes"]
+    assert "adasyn" in note and "random oversampling ran instead" in note
+    assert "notes" not in ran.user_attrs
+    rows = trials_section(study)
+    assert rows[0]["notes"] == [note] and "notes" not in rows[1]

@@ -248,7 +248,8 @@ def _treatment(r: dict, figs: _Figures) -> dict | None:
         "trials": [{"number": fmt(t.get("number")), "state": str(t.get("state") or ""),
                     "value": fmt(t.get("value")), "params": fmt(t.get("params") or {}, 400),
                     "symptoms": ", ".join(title(x) for x in t.get("symptoms") or []),
-                    "reason": fmt(t.get("reason")) if t.get("reason") else "",
+                    "reason": "; ".join(fmt(x) for x in [t.get("reason"), *(t.get("notes") or [])]
+                                        if x),
                     "prescribed": bool(t.get("prescribed")),
                     "competing": str(t.get("competing") or ""),
                     "widened": bool(t.get("widened")),
@@ -258,6 +259,7 @@ def _treatment(r: dict, figs: _Figures) -> dict | None:
         "params": [(str(k), fmt(v)) for k, v in (best.get("params") or {}).items()],
         "remedies": [title(x) for x in best.get("remedies_applied") or []],
         "kept": bool(best.get("kept_recipe_as_given")),
+        "notes": [fmt(n) for n in best.get("notes") or []],
         "members": int((best.get("ensemble") or {}).get("members") or 1),
         "remaining": [title(x) for x in best.get("symptoms") or []],
     }
