@@ -56,7 +56,7 @@ def add_members(recipe, first: Run, prepared: Prepared, members: int, *, evaluat
     nets, seeds = [first.model], [int(recipe.seed)]
     for i in range(1, members):
         r = replace(recipe, seed=int(recipe.seed) + SEED_STRIDE * i)
-        run = Trainer(r, on_epoch=on_epoch).fit(prepared)
+        run = Trainer(r, on_epoch=on_epoch, train_scores=False).fit(prepared)
         if run.trace.diverged is None:
             nets.append(run.model)
             seeds.append(r.seed)

@@ -119,13 +119,20 @@ class Trainer:
         probes: measurements fed by the loop's hooks (default: none).
         on_epoch: called as `on_epoch(epoch, record)` after each epoch; may raise (e.g.
             `optuna.TrialPruned`) to stop the run.
+        train_scores: score `PROBE_ROWS` training rows after each epoch (the trace's
+            "train_score", which the overfitting and underfitting checks read). A fit whose
+            trace nobody reads (a learning-curve point, an extra ensemble member) turns it off:
+            the record's "train_score" is then NaN, and training is the same step for step
+            (the scoring pass runs in eval mode without gradients and draws no random numbers).
     """
 
     def __init__(self, recipe: Recipe, *, probes: list[Probe] | None = None,
-                 on_epoch: Callable[[int, dict], None] | None = None) -> None:
+                 on_epoch: Callable[[int, dict], None] | None = None,
+                 train_scores: bool = True) -> None:
         self.recipe = recipe
         self.probes = list(probes or [])
         self.on_epoch = on_epoch
+        self.train_scores = train_scores
 
     def _notify(self, event: str, ctx: StepContext) -> None:
         for p in self.probes:
@@ -329,7 +336,9 @@ class Trainer:
     def _epoch_record(self, model, data: Prepared, epoch: int, train_loss: float, opt,
                       probe_idx: torch.Tensor) -> dict:
         val_loss, val_score = self.evaluate(model, data.X_val, data.y_val, data)
-        _, train_score = self.evaluate(model, data.X_train[probe_idx], data.y_train[probe_idx], data)
+        train_score = float("nan")
+        if self.train_scores:
+            _, train_score = self.evaluate(model, data.X_train[probe_idx], data.y_train[probe_idx], data)
         return {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                 "train_score": train_score, "val_score": val_score,
                 "lr": float(opt.param_groups[0]["lr"])}

@@ -188,3 +188,21 @@ def test_class_weighted_validation_loss_weighs_rows_like_training(problem):
     assert run.val_loss == pytest.approx(float(weighted), rel=1e-5)
     assert run.trace.epochs[-1]["val_loss"] == pytest.approx(float(weighted), rel=1e-5)
     assert abs(float(weighted) - float(plain)) > 1e-3
+
+
+def test_skipping_train_scores_trains_the_same_network(problem):
+    """`train_scores=False` (learning-curve points, extra ensemble members) drops only the
+    per-epoch scoring of training rows: weights, losses and validation scores are the same
+    step for step, with dropout, batch norm and early stopping in the recipe."""
+    table, sp = problem
+    recipe = Recipe(epochs=12, batch_size=32, dropout=0.2, norm="batch", early_stopping=3)
+    runs = [Trainer(recipe, train_scores=flag).fit(prepare(table, sp, recipe))
+            for flag in (True, False)]
+    with_scores, without = runs
+    assert with_scores.trace.column("val_loss") == without.trace.column("val_loss")
+    assert with_scores.trace.column("train_loss") == without.trace.column("train_loss")
+    assert with_scores.val_score == without.val_score
+    for a, b in zip(with_scores.model.state_dict().values(), without.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert all(np.isfinite(with_scores.trace.column("train_score")))
+    assert all(np.isnan(without.trace.column("train_score")))

@@ -540,7 +540,7 @@ def network_curve(table: Table, split: Split, recipe: Any, *, seed: int = 0,
             for f, rows in ((1.0, tr), (0.5, half)):
                 prepared = prepare(table, _Split(train[rows], np.asarray(split.val),
                                                  np.asarray(split.test)), net_recipe)
-                model = Trainer(net_recipe).fit(prepared).model
+                model = Trainer(net_recipe, train_scores=False).fit(prepared).model
                 Xte = torch.as_tensor(prepared.pre.transform(table.X.iloc[train[te]]),
                                       dtype=torch.float32, device=prepared.X_train.device)
                 with torch.no_grad():
